@@ -1,0 +1,269 @@
+"""ONNX Runtime session for the deblurring generator: providers, contract checks, warm-up, tiles.
+
+Why an object with no mutable state after construction: a later reload builds a new Engine beside the
+old one and swaps a reference (see `app.EngineHolder`); requests already running keep the old one.
+`session.run` is thread-safe, so one Engine serves concurrent requests.
+
+Batches: the last batch of an image may be shorter than DEBLUR_TILE_BATCH and is run as is (not padded
+with dummy tiles: on CPU that would multiply the work for small images). The batch dimension therefore
+takes at most TILE_BATCH values, each compiled/tuned once; warm-up runs the two common ones (full batch
+and a single tile) before the engine reports ready.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from .tiling import TilePlan, reflect_indices, run_tiled
+
+log = logging.getLogger("deblur.engine")
+
+INPUT_NAME, OUTPUT_NAME = "blurry", "sharp"
+PROVIDER_NAMES = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+
+
+class ModelError(Exception):
+    """The model file is missing, unreadable or not the contract; the message is one clear line."""
+
+
+class InferenceError(RuntimeError):
+    """The model misbehaved at run time (wrong output shape, ORT failure)."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: Path
+    name: str
+    version: str
+    sha256: str
+    size_multiple: int
+    training: str | None
+    normalisation: str | None
+    metrics: dict[str, Any] | None
+    trained: bool | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class DeblurResult:
+    image: np.ndarray  # H×W×3 float32 in [0, 1]
+    tiles: int
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _parse_bool(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    return value.strip().lower() in ("1", "true", "yes")
+
+
+def read_info(path: Path, metadata: dict[str, str]) -> ModelInfo:
+    """ModelInfo from the ONNX metadata_props, with the documented defaults."""
+    sha = file_sha256(path)
+    try:
+        multiple = int(metadata.get("size_multiple", "1"))
+    except ValueError:
+        raise ModelError(f"{path}: metadata size_multiple is not an integer") from None
+    if not 1 <= multiple <= 1024:
+        raise ModelError(f"{path}: metadata size_multiple must be 1..1024, got {multiple}")
+    metrics = None
+    if metadata.get("metrics"):
+        try:
+            metrics = json.loads(metadata["metrics"])
+        except ValueError:
+            metrics = {"raw": metadata["metrics"]}
+    return ModelInfo(
+        path=path,
+        name=metadata.get("name") or path.stem,
+        version=metadata.get("version") or sha[:12],
+        sha256=sha,
+        size_multiple=multiple,
+        training=metadata.get("training"),
+        normalisation=metadata.get("normalisation"),
+        metrics=metrics,
+        trained=_parse_bool(metadata.get("trained")),
+        metadata=dict(metadata),
+    )
+
+
+def _check_contract(session: ort.InferenceSession, path: Path) -> None:
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
+        raise ModelError(f"{path}: expected one input named {INPUT_NAME!r}, got {[i.name for i in inputs]}")
+    if OUTPUT_NAME not in [o.name for o in outputs]:
+        raise ModelError(f"{path}: expected an output named {OUTPUT_NAME!r}, got {[o.name for o in outputs]}")
+    for arg in (inputs[0], next(o for o in outputs if o.name == OUTPUT_NAME)):
+        shape = arg.shape
+        if arg.type != "tensor(float)" or len(shape) != 4:
+            raise ModelError(f"{path}: {arg.name} must be float32 NHWC rank 4, got {arg.type} {shape}")
+        if isinstance(shape[3], int) and shape[3] != 3:
+            raise ModelError(f"{path}: {arg.name} must have 3 channels (NHWC), got shape {shape}")
+        if isinstance(shape[1], int) or isinstance(shape[2], int):
+            raise ModelError(f"{path}: {arg.name} height and width must be dynamic, got shape {shape}")
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return math.ceil(value / multiple) * multiple
+
+
+class Engine:
+    """One loaded, validated, warmed-up model. Build with Engine(path, ...) or Engine.from_settings()."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        providers: Sequence[str] = ("cuda", "cpu"),
+        tile_size: int = 256,
+        tile_overlap: int = 32,
+        tile_batch: int = 4,
+        threads: int = 0,
+        warmup: bool = True,
+    ) -> None:
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path} (set DEBLUR_MODEL_PATH)")
+        self.providers_requested = [p.lower() for p in providers]
+        unknown = [p for p in self.providers_requested if p not in PROVIDER_NAMES]
+        if unknown or not self.providers_requested:
+            raise ModelError(f"unknown execution providers {unknown or providers}; use cuda and/or cpu")
+        self.session = self._create_session(path, threads)
+        _check_contract(self.session, path)
+        meta = self.session.get_modelmeta().custom_metadata_map or {}
+        self.info = read_info(path, meta)
+        self.provider: str = self.session.get_providers()[0]
+        if "cuda" in self.providers_requested and self.provider != PROVIDER_NAMES["cuda"]:
+            log.warning(
+                "CUDA was requested (providers=%s) but is not usable here (no GPU or no CUDA 13/cuDNN 9 "
+                "libraries); running on %s",
+                ",".join(self.providers_requested),
+                self.provider,
+            )
+        k = self.info.size_multiple
+        self.tile_overlap = _round_up(tile_overlap, k)
+        self.tile_size = max(_round_up(tile_size, k), 2 * self.tile_overlap, k)
+        self.tile_batch = max(1, tile_batch)
+        self.warmed = False
+        if warmup:
+            self.warmup()
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> Engine:
+        kwargs: dict[str, Any] = {
+            "providers": settings.provider_list,
+            "tile_size": settings.tile_size,
+            "tile_overlap": settings.tile_overlap,
+            "tile_batch": settings.tile_batch,
+            "threads": settings.threads,
+        }
+        kwargs.update(overrides)
+        return cls(settings.resolved_model_path(), **kwargs)
+
+    def _create_session(self, path: Path, threads: int) -> ort.InferenceSession:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        names = [PROVIDER_NAMES[p] for p in self.providers_requested]
+        cuda = "cuda" in self.providers_requested
+        # ORT prints a dozen lines when CUDA is unusable; we log one warning ourselves instead.
+        quiet = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+                if cuda and hasattr(ort, "preload_dlls"):
+                    with contextlib.suppress(Exception):
+                        ort.preload_dlls()
+            if cuda:
+                ort.set_default_logger_severity(4)
+            return ort.InferenceSession(str(path), sess_options=opts, providers=names)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"cannot load model {path}: {first}") from None
+        finally:
+            if cuda:
+                ort.set_default_logger_severity(2)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """One raw model call on [N, H, W, 3] float32 (H, W multiples of size_multiple)."""
+        try:
+            out = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+        except Exception as exc:
+            raise InferenceError(f"ONNX Runtime failed on input {batch.shape}: {exc}") from exc
+        if out.shape != batch.shape:
+            raise InferenceError(f"model returned shape {out.shape} for input {batch.shape}")
+        return out
+
+    def warmup(self) -> None:
+        """Run the fixed tile shapes once so the first request pays no allocation/tuning cost."""
+        sizes = sorted({self.tile_batch, 1}, reverse=True)
+        try:
+            for n in sizes:
+                self.run(np.zeros((n, self.tile_size, self.tile_size, 3), np.float32))
+        except InferenceError as exc:
+            raise ModelError(f"warm-up failed for {self.info.path}: {exc}") from None
+        self.warmed = True
+
+    def plan(self, height: int, width: int) -> TilePlan:
+        return TilePlan(height, width, self.tile_size, self.tile_overlap, self.info.size_multiple)
+
+    def deblur(self, rgb: np.ndarray, on_progress: Callable[[int], None] | None = None) -> DeblurResult:
+        """H×W×3 float32 in [0, 1] → deblurred H×W×3 float32 in [0, 1], via fixed-size tiles."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected an H×W×3 image, got shape {rgb.shape}")
+        plan = self.plan(rgb.shape[0], rgb.shape[1])
+        out = run_tiled(rgb, self.run, plan, self.tile_batch, on_progress)
+        np.clip(out, 0.0, 1.0, out=out)
+        return DeblurResult(out, len(plan))
+
+    def deblur_whole(self, rgb: np.ndarray) -> np.ndarray:
+        """Reference path without tiling: reflect-pad to the size multiple, one call, crop, clip."""
+        k = self.info.size_multiple
+        h, w = rgb.shape[:2]
+        rows, cols = reflect_indices(0, _round_up(h, k), h), reflect_indices(0, _round_up(w, k), w)
+        padded = rgb[rows[:, None], cols[None, :]]
+        out = self.run(np.ascontiguousarray(padded[None], np.float32))[0, :h, :w]
+        return np.clip(out, 0.0, 1.0)
+
+    def describe(self) -> dict[str, Any]:
+        """What /model answers."""
+        i = self.info
+        return {
+            "name": i.name,
+            "version": i.version,
+            "sha256": i.sha256,
+            "trained": i.trained,
+            "training": i.training,
+            "metrics": i.metrics,
+            "execution_provider": self.provider,
+            "providers_requested": self.providers_requested,
+            "tiling": {"tile_size": self.tile_size, "overlap": self.tile_overlap, "batch": self.tile_batch},
+            "input": {
+                "name": INPUT_NAME,
+                "output": OUTPUT_NAME,
+                "layout": "NHWC",
+                "dtype": "float32",
+                "channels": 3,
+                "range": [0.0, 1.0],
+                "normalisation": i.normalisation or "rgb01",
+                "size_multiple": i.size_multiple,
+            },
+            "metadata": i.metadata,
+        }

@@ -1,0 +1,42 @@
+"""decode → deblur → encode: the one code path shared by the API and the `deblur` command."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .engine import Engine
+from .images import EncodedImage, decode, encode, output_format
+
+
+@dataclass
+class Processed:
+    encoded: EncodedImage
+    width: int
+    height: int
+    tiles: int
+    seconds: float
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1e6
+
+
+def process_bytes(
+    engine: Engine,
+    data: bytes,
+    *,
+    fmt: str | None = None,
+    quality: int | None = None,
+    max_megapixels: float = 40.0,
+    on_progress: Callable[[int], None] | None = None,
+) -> Processed:
+    """Deblur one encoded image. Raises images.ImageError subclasses for bad input (client errors)."""
+    start = time.perf_counter()
+    decoded = decode(data, max_megapixels)
+    target = output_format(fmt, decoded)
+    result = engine.deblur(decoded.rgb, on_progress)
+    decoded.rgb = result.image  # drop the input pixels before encoding (memory), keep the metadata
+    encoded = encode(result.image, decoded, target, quality)
+    return Processed(encoded, decoded.width, decoded.height, result.tiles, time.perf_counter() - start)

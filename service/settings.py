@@ -1,0 +1,77 @@
+"""Every runtime knob of the service in one typed object.
+
+Why one object: the API, the CLI and the tests read the same defaults, and pydantic validates the
+environment once at start-up instead of failing deep inside a request.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = Path("models") / "deblur-generator.onnx"
+
+
+class Settings(BaseSettings):
+    """Environment variables `DEBLUR_*` (plus `PORT`/`HOST`); see the README for each one."""
+
+    model_config = SettingsConfigDict(env_prefix="DEBLUR_", extra="ignore", protected_namespaces=())
+
+    model_path: Path | None = Field(None, description="ONNX file; default models/deblur-generator.onnx")
+    providers: str = Field("cuda,cpu", description="comma list of cuda, cpu (order = preference)")
+    tile_size: int = Field(256, ge=16, le=4096, description="tile edge; rounded up to the model's multiple")
+    tile_overlap: int = Field(32, ge=0, le=2048, description="overlap between neighbouring tiles")
+    tile_batch: int = Field(4, ge=1, le=64, description="tiles per ONNX Runtime call")
+    max_upload_mb: float = Field(50.0, gt=0, description="largest request body, MiB")
+    max_megapixels: float = Field(40.0, gt=0, description="largest image, millions of pixels")
+    max_concurrency: int = Field(1, ge=1, le=64, description="inferences running at once")
+    max_queue: int = Field(8, ge=0, le=10_000, description="requests waiting for a slot; more get 503")
+    threads: int = Field(0, ge=0, le=1024, description="ONNX Runtime intra-op threads; 0 = ORT decides")
+    cors_origins: str = Field("", description="comma list of allowed origins; empty = CORS off")
+    port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "DEBLUR_PORT"))
+    host: str = Field("0.0.0.0", validation_alias=AliasChoices("HOST", "DEBLUR_HOST"))
+
+    @model_validator(mode="after")
+    def _check_tiles(self) -> Settings:
+        if 2 * self.tile_overlap > self.tile_size:
+            raise ValueError("DEBLUR_TILE_OVERLAP must be at most half of DEBLUR_TILE_SIZE")
+        names = self.provider_list
+        bad = [p for p in names if p not in ("cuda", "cpu")]
+        if bad or not names:
+            raise ValueError(f"DEBLUR_PROVIDERS must list cuda and/or cpu, got {self.providers!r}")
+        return self
+
+    @property
+    def provider_list(self) -> list[str]:
+        return [p.strip().lower() for p in self.providers.split(",") if p.strip()]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    def resolved_model_path(self) -> Path:
+        """Why a search: `make serve` runs from the repo root, an installed package may not.
+
+        Order: DEBLUR_MODEL_PATH as given, ./models/…, then models/… next to the package's parent dir.
+        When nothing exists the first candidate is returned so the error names what was expected.
+        """
+        if self.model_path is not None:
+            return self.model_path.expanduser()
+        candidates = [Path.cwd() / DEFAULT_MODEL, Path(__file__).resolve().parent.parent / DEFAULT_MODEL]
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+        return candidates[0]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached: the environment is read once)."""
+    return Settings()
