@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -251,4 +252,7 @@ def serve() -> None:
     )
     import uvicorn
 
+    # uvicorn shuts down gracefully on SIGTERM (stops accepting, finishes in-flight requests) and then
+    # re-raises the signal with the handler that was installed before it; make that an exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(create_app(settings, engine), host=settings.host, port=settings.port, log_level="info")

@@ -38,3 +38,8 @@ def wide_model(models_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def engine(small_model: Path) -> Engine:
     return Engine(small_model, providers=["cpu"], tile_size=64, tile_overlap=16, tile_batch=4, threads=1)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Starlette 1.x nags that its TestClient wants `httpx2`; httpx works and is what is pinned.
+    config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")
