@@ -156,6 +156,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             parts.append(f"{where}: {e.get('msg', 'invalid')}")
         return _err(422, "; ".join(parts) or "invalid request")
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        rid = getattr(request.state, "request_id", "-")
+        log.error("unhandled error, request id %s", rid, exc_info=exc)
+        return _err(500, f"internal error; request id {rid}")
+
     @app.post("/deblur", responses=DEBLUR_RESPONSES, response_class=Response, summary="Deblur one image")
     async def deblur(
         request: Request,

@@ -211,7 +211,14 @@ def decode(data: bytes, max_megapixels: float = 40.0) -> DecodedImage:
 
 
 def _quantise(x: np.ndarray, peak: int, dtype: type) -> np.ndarray:
-    return (np.clip(x, 0.0, 1.0) * peak + 0.5).astype(dtype)
+    """Round to integers in blocks of rows, so a 24 MP image needs no full-size float temporaries."""
+    out = np.empty(x.shape, dtype)
+    for i in range(0, x.shape[0], 256):
+        block = np.clip(x[i : i + 256], 0.0, 1.0)
+        block *= peak
+        block += 0.5
+        out[i : i + 256] = block  # truncating cast of the rounded values
+    return out
 
 
 def to_pil(result: np.ndarray, decoded: DecodedImage, fmt: str) -> Image.Image:

@@ -283,3 +283,15 @@ def test_output_pixels_are_the_engine_output(client, engine):
     expected = engine.deblur(np.asarray(src, np.float32) / 255).image
     got = np.asarray(Image.open(io.BytesIO(r.content)), np.float32) / 255
     assert np.abs(got - expected).max() <= 0.5 / 255 + 1e-6
+
+
+def test_unexpected_errors_outside_inference_are_json_500(engine):
+    app = create_app(Settings(providers="cpu"), engine)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("internal detail")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/boom", headers={"X-Request-ID": "rid-7"})
+    assert r.status_code == 500 and r.json() == {"detail": "internal error; request id rid-7"}

@@ -127,3 +127,10 @@ def test_serve_exits_2_with_one_line_when_the_model_is_missing(tmp_path):
     assert done.returncode == 2
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and "model file not found" in lines[0] and "Traceback" not in lines[0]
+
+
+def test_serve_exits_2_with_one_line_on_bad_settings(small_model):
+    env = server_env(small_model, free_port(), DEBLUR_TILE_BATCH="lots")
+    done = subprocess.run(SERVE, env=env, capture_output=True, text=True, timeout=60, cwd=REPO)
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and "tile_batch" in lines[0]
