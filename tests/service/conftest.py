@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from svc_helpers import make_model
+from service_helpers import make_model
 
 from service.engine import Engine
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
-from svc_helpers import encoded, photo, png_bytes
+from service_helpers import encoded, photo, png_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 

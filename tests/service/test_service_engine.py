@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from svc_helpers import make_model, photo
+from service_helpers import make_model, photo
 
 from service.engine import Engine, ModelError, file_sha256
 

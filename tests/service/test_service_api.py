@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from svc_helpers import encoded, photo, png_bytes
+from service_helpers import encoded, photo, png_bytes
 
 from service.app import create_app
 from service.engine import Engine
@@ -81,7 +81,7 @@ def test_exif_rotated_upload_comes_back_upright(client):
 
 
 def _bomb() -> bytes:
-    from test_images import png_header_only
+    from test_service_images import png_header_only
 
     return png_header_only(100_000, 100_000)
 

@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
-from svc_helpers import encoded, photo, png_bytes
+from service_helpers import encoded, photo, png_bytes
 
 from service.images import (
     EmptyImage,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from svc_helpers import encoded, photo, png_bytes
+from service_helpers import encoded, photo, png_bytes
 
 from service.cli import main
 

@@ -1,6 +1,7 @@
 """Test helpers: tiny ONNX models with a known receptive field (onnx.helper) and test pictures.
 
-A unique module name (not helpers.py) so it cannot collide with the training tests on sys.path."""
+A unique module name (not helpers.py): the test dirs have no __init__.py, so module basenames
+share one namespace with tests/training (hence also the test_service_ prefix)."""
 
 from __future__ import annotations
 
