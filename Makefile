@@ -1,0 +1,49 @@
+# Every target creates .venv and installs what it needs, so each works on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/pip install -q -c constraints.txt
+PORT   ?= 8000
+CONFIG ?= models/train-config.json
+
+.PHONY: serve test lint train export eval photos bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.serve: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.dev: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e '.[train,dev]'
+	touch $@ $(VENV)/.serve
+
+serve: $(VENV)/.serve
+	PORT=$(PORT) $(BIN)/deblur-serve
+
+test: $(VENV)/.dev
+	$(BIN)/ruff check service training tests bench
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check service training tests bench
+
+photos: $(VENV)/.dev
+	$(BIN)/deblur-photos --out data/photos
+
+train: $(VENV)/.dev
+	$(BIN)/deblur-train --config $(CONFIG) $(ARGS)
+
+export: $(VENV)/.dev
+	$(BIN)/deblur-export $(ARGS)
+
+eval: $(VENV)/.dev
+	$(BIN)/deblur-eval $(ARGS)
+
+bench: $(VENV)/.dev
+	$(BIN)/python -m bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,100 @@
+"""One dataclass holds every hyperparameter; a JSON file and `--set key=value` override it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Config:
+    # data
+    photos: str = "data/photos/train"          # folder(s) of sharp photos (synthetic blur), comma-separated
+    paired: str = ""                            # GoPro root or a folder with blur/ and sharp/ (overrides photos)
+    val_fraction: float = 0.12                  # share of photos (by file) held out for validation
+    val_images: int = 24                        # validation crops scored every `val_every` steps
+    val_crop: int = 256
+    crop: int = 128
+    batch: int = 8
+    scale_range: tuple[float, float] = (0.35, 1.0)  # random downscale of photos before cropping
+    max_blur: float = 41.0                      # largest kernel extent (px)
+    kernel_weights: tuple[float, ...] = (0.4, 0.25, 0.1, 0.15, 0.1)  # shake, line, defocus, blob, gaussian
+    max_noise: float = 0.02
+    jpeg_prob: float = 0.25
+    seed: int = 1234
+    # model
+    generator: str = "nafunet"                  # nafunet (compact default) | resnet (DeblurGAN)
+    width: int = 24
+    enc_blocks: tuple[int, ...] = (1, 1, 2)
+    mid_blocks: int = 4
+    dec_blocks: tuple[int, ...] = (1, 1, 1)
+    discriminator: str = "patchgan"             # patchgan | multiscale
+    disc_width: int = 32
+    # losses
+    adversarial: str = "ralsgan"                # ralsgan (DeblurGAN-v2) | wgan-gp (DeblurGAN)
+    adv_weight: float = 0.0                     # 0 = content-only (warm-up phase)
+    gp_weight: float = 10.0
+    fft_weight: float = 0.05                    # frequency-domain L1 term (sharp edges, MIMO-UNet)
+    ssim_weight: float = 0.0
+    perceptual_weights: str = ""                # optional VGG19 .h5/.weights.h5 file (never downloaded)
+    perceptual_weight: float = 0.0
+    # optimisation
+    steps: int = 2000                           # total steps of this run (cumulative, resume-aware)
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    warmup_steps: int = 200
+    disc_lr: float = 2e-4
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    # bookkeeping
+    run_dir: str = "runs/default"
+    init_weights: str = ""                      # start the generator from these Keras weights
+    init_step: int = 0                          # cumulative steps already in init_weights (learning curve)
+    val_every: int = 250
+    ckpt_every: int = 250
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+        values: dict[str, Any] = {}
+        if path:
+            values.update(json.loads(Path(path).read_text()))
+        cfg = cls()
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(f"unknown config key(s) in {path}: {', '.join(unknown)}")
+        for key, value in values.items():
+            setattr(cfg, key, _coerce(getattr(cfg, key), value, key))
+        for item in overrides or []:
+            key, sep, raw = item.partition("=")
+            if not sep or key not in names:
+                raise ValueError(f"bad override {item!r}: expected KEY=VALUE with KEY one of {', '.join(names)}")
+            setattr(cfg, key, _coerce(getattr(cfg, key), _parse(raw), key))
+        return cfg
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+
+def _parse(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _coerce(default: Any, value: Any, key: str) -> Any:
+    try:
+        if isinstance(default, tuple):
+            return tuple(type(default[0])(v) for v in value) if default else tuple(value)
+        if isinstance(default, bool):
+            return bool(value)
+        if isinstance(default, (int, float, str)):
+            return type(default)(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"config key {key!r}: cannot use {value!r} ({exc})") from exc
+    return value

@@ -1,0 +1,139 @@
+"""`deblur-export`: Keras generator → the served ONNX file, refused unless ONNX Runtime agrees with TF.
+
+    deblur-export --run-dir runs/phase2 --out models/deblur-generator.onnx --version 1.0.0
+
+The contract (DESIGN.md): input `blurry`, output `sharp`, float32 NHWC RGB in [0, 1] with dynamic
+N/H/W, opset ≥ 17, and metadata_props carrying name, version, size multiple, normalisation and a
+training summary. Parity is checked on random inputs of two sizes, one of them not a multiple of
+the size multiple (so the in-graph padding is exercised); over `tolerance` the file is not written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf2onnx  # noqa: E402
+
+from training.config import Config  # noqa: E402
+from training.nets import build_generator  # noqa: E402
+
+PARITY_SHAPES = ((1, 64, 96, 3), (2, 77, 131, 3))
+
+
+class ParityError(RuntimeError):
+    """ONNX Runtime's output differs from TensorFlow's: the exported file would not be the model."""
+
+
+def to_onnx(generator: keras.Model, opset: int = 17) -> onnx.ModelProto:
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="blurry")])
+    def serve(blurry):
+        return {"sharp": generator(blurry, training=False)}
+
+    model, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=opset)
+    return model
+
+
+def check_parity(reference: Callable[[np.ndarray], np.ndarray], model: onnx.ModelProto, tolerance: float = 1e-4,
+                 seed: int = 0) -> float:
+    """Max |TF − ORT| over random inputs; raises ParityError above `tolerance`."""
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for shape in PARITY_SHAPES:
+        x = rng.random(shape, dtype=np.float32)
+        expected = np.asarray(reference(x))
+        got = session.run(["sharp"], {"blurry": x})[0]
+        if got.shape != expected.shape:
+            raise ParityError(f"ONNX output shape {got.shape} != TF output shape {expected.shape} for input {shape}")
+        worst = max(worst, float(np.max(np.abs(got - expected))))
+    if worst > tolerance:
+        raise ParityError(f"ONNX Runtime differs from TensorFlow by {worst:.3g} (> {tolerance:g}); file not written")
+    return worst
+
+
+def export_generator(generator: keras.Model, out: Path, metadata: dict[str, str], opset: int = 17,
+                     tolerance: float = 1e-4, reference: Callable[[np.ndarray], np.ndarray] | None = None,
+                     simplify: bool = False) -> float:
+    """Convert, stamp metadata, check parity, then write atomically. Returns the max parity error."""
+    model = to_onnx(generator, opset)
+    if simplify:
+        import onnxslim
+
+        model = onnxslim.slim(model)
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    for dim, name in zip(model.graph.output[0].type.tensor_type.shape.dim, ("N", "H", "W"), strict=False):
+        dim.dim_param = name
+    for dim, name in zip(model.graph.input[0].type.tensor_type.shape.dim, ("N", "H", "W"), strict=False):
+        dim.dim_param = name
+    meta = {"size_multiple": str(getattr(generator, "size_multiple", 1)), "normalisation": "rgb01",
+            "layout": "NHWC", **metadata}
+    onnx.helper.set_model_props(model, meta)
+    onnx.checker.check_model(model)
+    error = check_parity(reference or (lambda x: generator(x, training=False).numpy()), model, tolerance)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".onnx.tmp", delete=False) as tmp:
+        tmp.write(model.SerializeToString())
+    os.replace(tmp.name, out)
+    return error
+
+
+def load_generator(config: Path, weights: Path) -> tuple[keras.Model, Config]:
+    cfg = Config.load(config)
+    generator = build_generator(cfg)
+    generator.load_weights(weights)
+    return generator, cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Export the trained generator to ONNX (parity-checked).")
+    parser.add_argument("--run-dir", type=Path, help="training run folder (config.json + generator.weights.h5)")
+    parser.add_argument("--config", type=Path, help="config JSON (default: RUN_DIR/config.json)")
+    parser.add_argument("--weights", type=Path, help="Keras weights (default: RUN_DIR/generator.weights.h5)")
+    parser.add_argument("--out", type=Path, default=Path("models/deblur-generator.onnx"))
+    parser.add_argument("--name", default="deblur-nafunet")
+    parser.add_argument("--version", default="0.0.0-dev")
+    parser.add_argument("--summary", default="", help="one-line training summary for the metadata")
+    parser.add_argument("--metrics", type=Path, help="JSON file of validation metrics to embed (from deblur-eval)")
+    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--tolerance", type=float, default=1e-4)
+    parser.add_argument("--simplify", action="store_true", help="run onnxslim on the graph (needs onnxslim)")
+    args = parser.parse_args(argv)
+    config = args.config or (args.run_dir / "config.json" if args.run_dir else None)
+    weights = args.weights or (args.run_dir / "generator.weights.h5" if args.run_dir else None)
+    if not config or not weights:
+        parser.error("give --run-dir, or both --config and --weights")
+    for path in (config, weights) + ((args.metrics,) if args.metrics else ()):
+        if not path.is_file():
+            print(f"deblur-export: {path} does not exist", file=sys.stderr)
+            return 2
+    generator, cfg = load_generator(config, weights)
+    metadata = {"name": args.name, "version": args.version, "trained": "true",
+                "architecture": f"{cfg.generator} width={cfg.width} enc={list(cfg.enc_blocks)} "
+                                f"mid={cfg.mid_blocks} dec={list(cfg.dec_blocks)}",
+                "training": args.summary or f"{cfg.steps} steps, batch {cfg.batch}x{cfg.crop}^2, see models/README.md"}
+    if args.metrics:
+        metadata["metrics"] = json.dumps(json.loads(args.metrics.read_text()))
+    try:
+        error = export_generator(generator, args.out, metadata, args.opset, args.tolerance, simplify=args.simplify)
+    except ParityError as exc:
+        print(f"deblur-export: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} (parity max abs error {error:.2e})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""The compact default generator: a NAFNet-style U-Net behind a pixel-unshuffle stem.
+
+Why this shape (CPU is the budget): the 2× pixel-unshuffle makes every layer run at ≤ ¼ of the
+pixels; doubling channels while halving resolution keeps each level's cost equal, so most depth
+sits at 1/16 scale where a 3×3 depthwise conv sees ±24 px — the receptive field blur up to ~41 px
+needs. Blocks are NAFNet's (LayerNorm, 1×1 expand, depthwise 3×3, SimpleGate, gated FFN) minus the
+global channel attention: a global pool would make tiled and whole-image outputs differ. The output
+is a residual added to the input, so an untrained network is the identity, not noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+from keras import layers
+
+from training.nets.layers import CropLike, DepthToSpace, LayerScale, PadToMultiple, SimpleGate, SpaceToDepth
+
+
+def naf_block(x, channels: int, name: str):
+    """NAFNet block without the global attention (tile-safe)."""
+    y = layers.LayerNormalization(epsilon=1e-6, name=f"{name}_norm1")(x)
+    y = layers.Conv2D(2 * channels, 1, name=f"{name}_expand")(y)
+    y = layers.DepthwiseConv2D(3, padding="same", name=f"{name}_dw")(y)
+    y = SimpleGate(name=f"{name}_gate1")(y)
+    y = layers.Conv2D(channels, 1, name=f"{name}_project")(y)
+    x = layers.Add(name=f"{name}_res1")([x, LayerScale(name=f"{name}_beta")(y)])
+    y = layers.LayerNormalization(epsilon=1e-6, name=f"{name}_norm2")(x)
+    y = layers.Conv2D(2 * channels, 1, name=f"{name}_ffn1")(y)
+    y = SimpleGate(name=f"{name}_gate2")(y)
+    y = layers.Conv2D(channels, 1, name=f"{name}_ffn2")(y)
+    return layers.Add(name=f"{name}_res2")([x, LayerScale(name=f"{name}_gamma")(y)])
+
+
+def build_nafunet(width: int = 24, enc_blocks: Sequence[int] = (1, 1, 2), mid_blocks: int = 4,
+                  dec_blocks: Sequence[int] = (1, 1, 1), name: str = "nafunet") -> keras.Model:
+    """NHWC RGB [0, 1] in → same size out; any H, W (pads itself to `size_multiple`)."""
+    multiple = 2 * 2 ** len(enc_blocks)
+    inputs = keras.Input((None, None, 3), name="blurry")
+    x = PadToMultiple(multiple, name="pad")(inputs)
+    h = layers.Conv2D(width, 3, padding="same", name="stem")(SpaceToDepth(2, name="unshuffle")(x))
+    skips, channels = [], width
+    for level, n in enumerate(enc_blocks):
+        for i in range(n):
+            h = naf_block(h, channels, f"enc{level}_{i}")
+        skips.append(h)
+        h = layers.Conv2D(2 * channels, 2, strides=2, name=f"down{level}")(h)
+        channels *= 2
+    for i in range(mid_blocks):
+        h = naf_block(h, channels, f"mid_{i}")
+    for level, n in reversed(list(enumerate(dec_blocks))):
+        h = layers.Conv2D(2 * channels, 1, use_bias=False, name=f"up{level}")(h)
+        channels //= 2
+        h = layers.Add(name=f"skip{level}")([DepthToSpace(2, name=f"shuffle{level}")(h), skips[level]])
+        for i in range(n):
+            h = naf_block(h, channels, f"dec{level}_{i}")
+    h = layers.Conv2D(12, 3, padding="same", kernel_initializer="zeros", name="head")(h)
+    x = layers.Add(name="residual")([x, DepthToSpace(2, name="shuffle_out")(h)])
+    outputs = CropLike(name="sharp")(x, inputs)
+    model = keras.Model(inputs, outputs, name=name)
+    model.size_multiple = multiple
+    return model

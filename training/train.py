@@ -1,0 +1,148 @@
+"""`deblur-train`: train the GAN from one config, resumable from the run folder's last checkpoint.
+
+    deblur-train --config models/train-config.json --set steps=4000 run_dir=runs/try
+
+Writes into `run_dir`: config.json, ckpt.npz (exact resume), generator.weights.h5 (for export or
+to start another phase), log.csv (losses and validation PSNR/SSIM) and TensorBoard events.
+Kill it at any time; the same command continues from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from training import checkpoint  # noqa: E402
+from training.config import Config  # noqa: E402
+from training.data.paired import PairedCrops, find_pairs  # noqa: E402
+from training.data.pipeline import fixed_set, train_dataset  # noqa: E402
+from training.data.synthetic import DataError, SyntheticPairs, split_photos  # noqa: E402
+from training.gan import DeblurGAN  # noqa: E402
+from training.monitor import TrainingMonitor  # noqa: E402
+from training.nets import build_discriminator, build_generator, macs_per_megapixel  # noqa: E402
+
+log = logging.getLogger("deblur-train")
+
+
+@keras.saving.register_keras_serializable("deblur")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up then cosine decay to `floor` over the phase (iterations count from the phase start)."""
+
+    def __init__(self, peak: float, floor: float, warmup: int, total: int) -> None:
+        self.peak, self.floor, self.warmup, self.total = peak, floor, warmup, max(total, 1)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warm = self.peak * (step + 1) / max(self.warmup, 1)
+        progress = keras.ops.clip((step - self.warmup) / max(self.total - self.warmup, 1), 0.0, 1.0)
+        cosine = self.floor + 0.5 * (self.peak - self.floor) * (1 + keras.ops.cos(math.pi * progress))
+        return keras.ops.where(step < self.warmup, warm, cosine)
+
+    def get_config(self) -> dict:
+        return {"peak": self.peak, "floor": self.floor, "warmup": self.warmup, "total": self.total}
+
+
+def build_data(cfg: Config):
+    """(train sampler, validation arrays) from paired folders or from sharp photos + synthetic blur."""
+    if cfg.paired:
+        train = PairedCrops(find_pairs(cfg.paired, "train"), cfg.crop, cfg.seed)
+        try:
+            val_pairs = find_pairs(cfg.paired, "test")
+        except DataError:
+            val_pairs = train.pairs[-max(1, len(train.pairs) // 10):]
+        val = PairedCrops(val_pairs, cfg.val_crop, cfg.seed + 1, augment=False)
+        return train, fixed_set(val, cfg.val_images)
+    folders = [f for f in cfg.photos.split(",") if f]
+    photos, val_photos, _ = split_photos(folders, cfg.val_fraction, cfg.crop)
+    log.info("%d training photos, %d validation photos", len(photos), len(val_photos))
+    kw = dict(max_blur=cfg.max_blur, kernel_weights=cfg.kernel_weights, max_noise=cfg.max_noise,
+              jpeg_prob=cfg.jpeg_prob)
+    train = SyntheticPairs(photos, cfg.crop, cfg.seed, scale_range=cfg.scale_range, **kw)
+    val_source = val_photos or photos
+    if not val_photos:
+        log.warning("no validation photos (too few files for val_fraction=%s): validating on training photos",
+                    cfg.val_fraction)
+    val_photos_ok = [p for p in val_source if min(p.shape[:2]) >= cfg.val_crop + cfg.max_blur] or val_source
+    val = SyntheticPairs(val_photos_ok, cfg.val_crop, cfg.seed + 1, augment=False, **kw)
+    return train, fixed_set(val, cfg.val_images)
+
+
+def strategy_for_devices() -> tf.distribute.Strategy:
+    """Mirror across GPUs, or across logical CPUs if several were configured; else the default."""
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = tf.config.list_logical_devices("CPU")
+    devices = gpus if gpus else cpus
+    if len(devices) > 1:
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    return tf.distribute.get_strategy()
+
+
+def train(cfg: Config) -> Path:
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(cfg.to_json())
+    train_sampler, val = build_data(cfg)
+    strategy = strategy_for_devices()
+    keras.utils.set_random_seed(cfg.seed)
+    with strategy.scope():
+        generator = build_generator(cfg)
+        discriminator = build_discriminator(cfg.discriminator, cfg.disc_width)
+        ckpt_path = run_dir / "ckpt.npz"
+        phase_start = cfg.init_step
+        schedule = WarmupCosine(cfg.lr, cfg.lr_min, cfg.warmup_steps, cfg.steps - phase_start)
+        g_opt = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, beta_2=0.99)
+        d_opt = keras.optimizers.Adam(cfg.disc_lr, beta_1=0.5, beta_2=0.99)
+        step = phase_start
+        if ckpt_path.exists():
+            step, phase_start = checkpoint.restore(ckpt_path, generator, discriminator, g_opt, d_opt)
+            schedule.total = max(cfg.steps - phase_start, 1)
+            log.info("resumed from %s at step %d", ckpt_path, step)
+        elif cfg.init_weights:
+            generator.load_weights(cfg.init_weights)
+            log.info("generator initialised from %s (step %d)", cfg.init_weights, step)
+        keras.utils.set_random_seed(cfg.seed + step)
+        gan = DeblurGAN(generator, discriminator, cfg)
+        gan.compile(g_opt, d_opt)
+    log.info("%s: %.2f M params, %.2f GMAC/MP", generator.name, generator.count_params() / 1e6,
+             macs_per_megapixel(generator) / 1e9)
+    if step >= cfg.steps:
+        log.info("nothing to do: step %d >= steps %d", step, cfg.steps)
+        return run_dir
+    monitor = TrainingMonitor(cfg, run_dir, val, start_step=step, phase_start=phase_start)
+    dataset = train_dataset(train_sampler, cfg.crop, cfg.batch, start_step=step)
+    verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, no \r spam in log files
+    gan.fit(dataset, epochs=1, steps_per_epoch=cfg.steps - step, callbacks=[monitor], verbose=verbose)
+    return run_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train the deblurring GAN (resumes from RUN_DIR/ckpt.npz).")
+    parser.add_argument("--config", help="JSON file of hyperparameters (see training/config.py)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values")
+    parser.add_argument("--logical-cpus", type=int, default=0,
+                        help="split the CPU into N logical devices (tests MirroredStrategy without GPUs)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.logical_cpus > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus)
+    try:
+        cfg = Config.load(args.config, args.set)
+        train(cfg)
+    except (DataError, ValueError, FileNotFoundError) as exc:
+        print(f"deblur-train: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
