@@ -112,6 +112,7 @@ def train(cfg: Config) -> Path:
         keras.utils.set_random_seed(cfg.seed + step)
         gan = DeblurGAN(generator, discriminator, cfg)
         gan.compile(g_opt, d_opt)
+    log.info("training on %d replica(s) with %s", strategy.num_replicas_in_sync, type(strategy).__name__)
     log.info("%s: %.2f M params, %.2f GMAC/MP", generator.name, generator.count_params() / 1e6,
              macs_per_megapixel(generator) / 1e9)
     if step >= cfg.steps:

@@ -1,0 +1,147 @@
+"""Blur kernels, degradation, synthetic and paired data: determinism, shapes and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.data import kernels
+from training.data.degrade import blur_linear, degrade
+from training.data.paired import PairedCrops, find_pairs
+from training.data.protocol import protocol_pair
+from training.data.synthetic import DataError, SyntheticPairs, is_validation, list_images, load_photos, split_photos
+
+
+@pytest.mark.parametrize("family", kernels.FAMILIES)
+def test_every_kernel_family_is_a_centred_normalised_psf(family: str) -> None:
+    rng = np.random.default_rng(7)
+    weights = tuple(1.0 if f == family else 0.0 for f in kernels.FAMILIES)
+    for _ in range(20):
+        name, k = kernels.random_kernel(rng, 41, weights)
+        assert name == family
+        assert k.ndim == 2 and k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1
+        assert k.min() >= 0 and abs(k.sum() - 1) < 1e-5
+        yy, xx = np.mgrid[: k.shape[0], : k.shape[1]]
+        centre = (k.shape[0] - 1) / 2
+        assert abs((k * yy).sum() - centre) <= 1.0 and abs((k * xx).sum() - centre) <= 1.0
+        assert k.shape[0] <= 41 + 4
+
+
+def test_kernels_are_reproducible_per_seed_and_differ_across_seeds() -> None:
+    a = kernels.random_kernel(np.random.default_rng(3))[1]
+    b = kernels.random_kernel(np.random.default_rng(3))[1]
+    c = kernels.random_kernel(np.random.default_rng(4))[1]
+    assert np.array_equal(a, b)
+    assert a.shape != c.shape or not np.array_equal(a, c)
+
+
+def test_line_kernel_spans_its_length() -> None:
+    k = kernels.line_kernel(np.random.default_rng(0), 21)
+    rows, cols = np.nonzero(k > 1e-4)
+    assert max(np.ptp(rows), np.ptp(cols)) >= 14
+
+
+def test_blur_in_linear_light_keeps_flat_areas_and_softens_edges() -> None:
+    img = np.zeros((40, 40, 3), np.float32)
+    img[:, 20:] = 1.0
+    k = np.ones((1, 9), np.float32) / 9
+    out = blur_linear(img, k)
+    assert out.shape == (40, 32, 3)
+    assert out[:, :8].max() < 1e-3 and np.allclose(out[:, -4:], 1.0, atol=1e-6)
+    edge = out[0, 12:20, 0]
+    assert np.all(np.diff(edge) >= 0) and 0 < edge[4] < 1
+    # linear light: half coverage of white is brighter than 0.5 in sRGB
+    assert out[0, 16, 0] > 0.6
+
+
+def test_degrade_returns_aligned_pairs_of_the_requested_size() -> None:
+    rng = np.random.default_rng(0)
+    k = kernels.defocus_kernel(rng, 7)
+    region = np.random.default_rng(1).random((64 + k.shape[0] - 1,) * 2 + (3,), dtype=np.float32)
+    blurred, sharp = degrade(region, k, rng)
+    assert blurred.shape == sharp.shape == (64, 64, 3)
+    assert blurred.dtype == sharp.dtype == np.float32
+    assert np.allclose(blurred * 255, np.rint(blurred * 255), atol=1e-3)  # 8-bit like a real photo
+
+
+def test_synthetic_pairs_are_deterministic_per_index(photo_dir: Path) -> None:
+    photos, _, _ = load_photos(list_images([photo_dir]), 32)
+    pairs = SyntheticPairs(photos, 48, seed=5, max_blur=15)
+    a, b, c = pairs(3), pairs(3), pairs(4)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+    assert a[0].shape == a[1].shape == (48, 48, 3)
+
+
+def test_validation_split_is_stable_by_file_name() -> None:
+    names = [Path(f"img{i}.jpg") for i in range(400)]
+    held = [p for p in names if is_validation(p, 0.12)]
+    assert 25 < len(held) < 75
+    assert held == [p for p in names if is_validation(Path("/other/dir") / p.name, 0.12)]
+
+
+def test_unreadable_and_small_photos_are_skipped_and_counted(photo_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "truncated.png").write_bytes((photo_dir / "photo00.png").read_bytes()[:200])
+    (tmp_path / "text.jpg").write_text("not an image")
+    Image.new("RGB", (20, 20)).save(tmp_path / "tiny.png")
+    Image.new("RGB", (80, 80), "red").save(tmp_path / "good.png")
+    photos, kept, skipped = load_photos(list_images([tmp_path]), 32)
+    assert [p.name for p in kept] == ["good.png"] and len(photos) == 1 and skipped == 3
+
+
+def test_missing_or_empty_photo_folders_say_so(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        list_images([tmp_path / "nope"])
+    with pytest.raises(DataError, match="no images"):
+        list_images([tmp_path])
+    Image.new("RGB", (10, 10)).save(tmp_path / "small.png")
+    with pytest.raises(DataError, match="no usable training photos"):
+        split_photos([tmp_path], 0.0, 64)
+
+
+def _pair_dirs(root: Path, names_blur: list[str], names_sharp: list[str], size=(64, 48)) -> None:
+    for sub, names in (("blur", names_blur), ("sharp", names_sharp)):
+        (root / sub).mkdir(parents=True)
+        for n in names:
+            Image.new("RGB", size, "gray").save(root / sub / n)
+
+
+def test_gopro_layout_and_plain_pairs_are_found(tmp_path: Path) -> None:
+    _pair_dirs(tmp_path / "gopro" / "train" / "scene1", ["a.png", "b.png"], ["a.png", "b.png"])
+    _pair_dirs(tmp_path / "gopro" / "train" / "scene2", ["c.png"], ["c.png"])
+    assert len(find_pairs(tmp_path / "gopro", "train")) == 3
+    _pair_dirs(tmp_path / "plain", ["x.png"], ["x.png"])
+    assert [b.name for b, _ in find_pairs(tmp_path / "plain")] == ["x.png"]
+
+
+def test_unmatched_names_and_bad_layouts_are_clear_errors(tmp_path: Path) -> None:
+    _pair_dirs(tmp_path / "p", ["a.png", "b.png"], ["a.png", "c.png"])
+    with pytest.raises(DataError, match=r"2 file name\(s\).*b.png, c.png"):
+        find_pairs(tmp_path / "p")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="neither a GoPro root"):
+        find_pairs(tmp_path / "empty")
+
+
+def test_paired_crops_reject_images_smaller_than_the_crop_and_skip_bad_files(tmp_path: Path) -> None:
+    _pair_dirs(tmp_path / "p", ["a.png"], ["a.png"], size=(20, 20))
+    crops = PairedCrops(find_pairs(tmp_path / "p"), crop=32, seed=0)
+    with pytest.raises(DataError, match="unreadable pairs"):
+        crops(0)
+    assert crops.skipped == 10
+    _pair_dirs(tmp_path / "q", ["a.png", "b.png"], ["a.png", "b.png"])
+    (tmp_path / "q" / "blur" / "b.png").write_bytes(b"garbage")
+    crops = PairedCrops(find_pairs(tmp_path / "q"), crop=32, seed=0)
+    blur, sharp = crops(0)
+    assert blur.shape == sharp.shape == (32, 32, 3)
+
+
+def test_protocol_is_fixed_per_photo_name() -> None:
+    sharp = np.random.default_rng(0).random((120, 140, 3), dtype=np.float32)
+    a = protocol_pair(sharp, "x.jpg")
+    b = protocol_pair(sharp, "x.jpg")
+    assert np.array_equal(a[0], b[0]) and a[2:] == b[2:]
+    assert a[0].shape == a[1].shape
