@@ -84,9 +84,10 @@ DEBLUR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "headers": _IMAGE_HEADERS,
     },
     400: _error_doc("malformed request (unparsable multipart body, empty file)"),
-    413: _error_doc("request body or image pixel count over the limit"),
+    408: _error_doc("the request body did not arrive within DEBLUR_BODY_TIMEOUT_S"),
+    413: _error_doc("request body, image pixel count or image side over the limit"),
     415: _error_doc("not a decodable supported image (PNG, JPEG, WebP, BMP, TIFF), or animated"),
-    422: _error_doc("missing `file` field or bad query parameter"),
+    422: _error_doc("missing `file` field, more than one file, or bad query parameter"),
     500: _error_doc("unexpected inference failure; the body names the request id"),
     503: _error_doc("busy (concurrency and queue full) or model not loaded yet", _RETRY_DOC),
 }
@@ -145,7 +146,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             allow_headers=["*"],
             expose_headers=[h for h in _IMAGE_HEADERS],
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
@@ -176,8 +177,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         eng = holder.engine
         if eng is None:
             return _err(503, "model not loaded yet", {"Retry-After": RETRY_AFTER})
+        if len((await request.form()).getlist("file")) > 1:  # never guess which one the client meant
+            return _err(422, "file: send exactly one image (got several `file` parts)")
         data = await file.read()
-        work = partial(process_bytes, eng, data, fmt=fmt, quality=quality, max_megapixels=settings.max_megapixels)
+        limits = {"max_megapixels": settings.max_megapixels, "max_side": settings.max_side}
+        work = partial(process_bytes, eng, data, fmt=fmt, quality=quality, **limits)
         try:
             async with gate.slot():
                 done = await anyio.to_thread.run_sync(work)

@@ -100,8 +100,11 @@ def output_format(requested: str | None, decoded: DecodedImage) -> str:
     return decoded.source_format if decoded.source_format in OUTPUT_FORMATS else "png"
 
 
-def _open(data: bytes, max_megapixels: float) -> Image.Image:
-    """Open (header only) and enforce the pixel limit before any pixel data is decoded."""
+def _open(data: bytes, max_megapixels: float, max_side: int | None) -> Image.Image:
+    """Open (header only) and enforce the pixel and side limits before any pixel data is decoded.
+
+    Why a side limit as well: the model runs on fixed-size tiles, so a 1x200000 strip (0.2 MP) costs
+    about as many tiles as a 40 MP photo."""
     if not data:
         raise EmptyImage("the uploaded file is empty")
     try:
@@ -117,6 +120,8 @@ def _open(data: bytes, max_megapixels: float) -> Image.Image:
         raise ImageTooLarge(
             f"image is {w}x{h} = {w * h / 1e6:.1f} megapixels; the limit is {max_megapixels:g} megapixels"
         )
+    if max_side is not None and max(w, h) > max_side:
+        raise ImageTooLarge(f"image is {w}x{h}; the longest side allowed is {max_side} px")
     frames = getattr(img, "n_frames", 1)
     if frames > 1 and img.format != "MPO":  # MPO: a camera JPEG with previews; frame 0 is the photo
         raise UnsupportedImage(
@@ -156,9 +161,9 @@ def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
     return np.repeat(gray[..., None], 3, axis=2)
 
 
-def decode(data: bytes, max_megapixels: float = 40.0) -> DecodedImage:
+def decode(data: bytes, max_megapixels: float = 40.0, max_side: int | None = None) -> DecodedImage:
     """Bytes → DecodedImage. Raises EmptyImage (400), ImageTooLarge (413), UnsupportedImage (415)."""
-    img = _open(data, max_megapixels)
+    img = _open(data, max_megapixels, max_side)
     fmt = "jpeg" if img.format == "MPO" else str(img.format).lower()
     icc = img.info.get("icc_profile")
     try:

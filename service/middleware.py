@@ -2,6 +2,8 @@
 
 Why pure ASGI middleware (not BaseHTTPMiddleware): the upload limit has to see the body as it streams,
 before the multipart parser has spooled 50 MB to disk, and chunked bodies have no Content-Length.
+The same wrapper bounds the time a client may take to send its body (a slow trickle, or a
+Content-Length larger than what is sent, would otherwise hold a connection forever).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
+import anyio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 Scope = dict[str, Any]
@@ -89,19 +92,23 @@ class RequestContextMiddleware:
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyRefused(Exception):
+    """Raised inside the app's receive() to stop it reading a body that is too large or too slow."""
 
 
 class BodyLimitMiddleware:
-    """413 for request bodies over the limit: at once from Content-Length, else while streaming."""
+    """413 for request bodies over the limit: at once from Content-Length, else while streaming;
+    408 when the whole body has not arrived `timeout_s` seconds after the request started."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float | None = None) -> None:
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     def _detail(self) -> dict[str, str]:
         mib = self.max_bytes / (1024 * 1024)
         return {"detail": f"request body is larger than the {mib:g} MiB limit (DEBLUR_MAX_UPLOAD_MB)"}
+
+    def _timeout_detail(self) -> dict[str, str]:
+        return {"detail": f"request body not received within {self.timeout_s:g} s (DEBLUR_BODY_TIMEOUT_S)"}
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -112,30 +119,40 @@ class BodyLimitMiddleware:
             await send_json(send, 413, self._detail(), [(b"connection", b"close")])
             return
         received = 0
-        exceeded = False
+        refused: tuple[int, dict[str, str]] | None = None  # the answer owed once the body is refused
         started = False
+        complete = False
+        deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
 
         async def limited_receive() -> dict[str, Any]:
-            nonlocal received, exceeded
-            message = await receive()
+            nonlocal received, refused, complete
+            if complete:  # after the body, waiting for a disconnect is not limited
+                return await receive()
+            message = None
+            with anyio.move_on_after(None if deadline is None else max(deadline - time.monotonic(), 0.0)):
+                message = await receive()
+            if message is None:
+                refused = (408, self._timeout_detail())
+                raise BodyRefused
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > self.max_bytes:
-                    exceeded = True
-                    raise BodyTooLarge
+                    refused = (413, self._detail())
+                    raise BodyRefused
             return message
 
         async def guarded_send(message: dict[str, Any]) -> None:
             nonlocal started
-            if exceeded:  # whatever the app answers after the overflow, the client gets our 413
+            if refused:  # whatever the app answers after the refusal, the client gets our 413/408
                 return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        with suppress(BodyTooLarge):
+        with suppress(BodyRefused):
             await self.app(scope, limited_receive, guarded_send)
-        if exceeded and not started:
-            await send_json(send, 413, self._detail(), [(b"connection", b"close")])
+        if refused and not started:
+            await send_json(send, *refused, [(b"connection", b"close")])
 
 
 class Busy(Exception):

@@ -30,11 +30,12 @@ def process_bytes(
     fmt: str | None = None,
     quality: int | None = None,
     max_megapixels: float = 40.0,
+    max_side: int | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> Processed:
     """Deblur one encoded image. Raises images.ImageError subclasses for bad input (client errors)."""
     start = time.perf_counter()
-    decoded = decode(data, max_megapixels)
+    decoded = decode(data, max_megapixels, max_side)
     target = output_format(fmt, decoded)
     result = engine.deblur(decoded.rgb, on_progress)
     decoded.rgb = result.image  # drop the input pixels before encoding (memory), keep the metadata

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     tile_batch: int = Field(4, ge=1, le=64, description="tiles per ONNX Runtime call")
     max_upload_mb: float = Field(50.0, gt=0, description="largest request body, MiB")
     max_megapixels: float = Field(40.0, gt=0, description="largest image, millions of pixels")
+    max_side: int = Field(20_000, ge=16, description="longest image side, px (a thin strip costs tiles, not pixels)")
+    body_timeout_s: float = Field(120.0, gt=0, description="seconds to receive a whole request body; then 408")
     max_concurrency: int = Field(1, ge=1, le=64, description="inferences running at once")
     max_queue: int = Field(8, ge=0, le=10_000, description="requests waiting for a slot; more get 503")
     threads: int = Field(0, ge=0, le=1024, description="ONNX Runtime intra-op threads; 0 = ORT decides")
