@@ -1,8 +1,12 @@
 """`deblur IN... [-o OUT]`: deblur files, folders and globs offline with the API's exact code path.
 
-Outputs: without -o, `NAME-deblurred.EXT` next to each input; with -o and a single input file whose
-OUT has an image extension, that file; otherwise OUT is a folder mirroring the inputs' layout.
-Existing outputs are skipped unless --overwrite. Exit status: 0 all done, 1 some failed, 2 bad usage/model.
+Why it mirrors the API: same Engine, same tiling, same `process_bytes`, so a photo deblurred here is
+byte-identical to what `POST /deblur` answers with the same settings (format, EXIF/ICC, alpha kept).
+
+Outputs: without -o, `NAME-deblurred.EXT` next to each input (the API's download name); `-o FILE` with
+an image extension when there is exactly one input (its extension picks the format); otherwise `-o` is a
+folder mirroring the inputs' layout below each folder or glob. Existing outputs are skipped unless
+--overwrite. Exit status: 0 all done, 1 some input failed, 2 bad usage or model, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,155 +16,258 @@ import glob
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from .engine import Engine, ModelError
-from .images import ImageError, probe_size
+from .images import SUPPORTED_TEXT, ImageError, normalise_format, probe_size
 from .pipeline import process_bytes
 from .settings import Settings
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".webp", ".bmp", ".tif", ".tiff"}
 SUFFIX_FORMAT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".webp": "webp"}
 FORMAT_SUFFIX = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+SUFFIX = "-deblurred"
+# What one bad input may raise (InferenceError is a RuntimeError); anything else is a bug: traceback.
+INPUT_ERRORS = (ImageError, OSError, RuntimeError, ValueError, MemoryError)
+
+
+class UsageError(Exception):
+    """Bad arguments: reported in one line, exit status 2."""
 
 
 @dataclass
 class Job:
     src: Path
-    base: Path  # folder the relative output path is computed from
+    base: Path  # folder the output's relative path is computed from
+
+
+@dataclass
+class Outcome:
+    done: int = 0
+    skipped: int = 0
+    megapixels: float = 0.0
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _count(kind: str, minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{kind} must be at least {minimum}")
+        return value
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="deblur", description="Deblur images with the served ONNX model.")
-    p.add_argument("inputs", nargs="+", metavar="IN", help="image files, folders or glob patterns")
-    p.add_argument("-o", "--output", type=Path, help="output file (single input) or folder")
-    p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
-    p.add_argument("--format", choices=["png", "jpeg", "webp"], help="output format (default: input's)")
+    p = argparse.ArgumentParser(
+        prog="deblur",
+        description="Deblur photos offline with the served ONNX model (same engine and tiling as the API).",
+        epilog="Settings not given here come from DEBLUR_* environment variables, as for the server.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="IN", help="image files, folders or glob patterns (quoted or not)")
+    p.add_argument("-o", "--output", type=Path, help="output file (one input) or folder (default: beside input)")
+    p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders of folder inputs")
+    p.add_argument("--format", type=normalise_format, help="png, jpeg or webp (default: the input's, else png)")
     p.add_argument("--quality", type=int, choices=range(1, 101), metavar="1-100", help="JPEG/WebP quality")
     p.add_argument("--model", type=Path, help="ONNX model (default: DEBLUR_MODEL_PATH or models/…)")
-    p.add_argument("--provider", help="execution providers, e.g. cpu or cuda,cpu (default: DEBLUR_PROVIDERS)")
-    p.add_argument("--tile", type=int, help="tile size in pixels (default: DEBLUR_TILE_SIZE)")
-    p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: DEBLUR_TILE_OVERLAP)")
-    p.add_argument("--batch", type=int, help="tiles per model call (default: DEBLUR_TILE_BATCH)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--provider", help="execution providers in order, e.g. cpu or cuda,cpu (DEBLUR_PROVIDERS)")
+    p.add_argument("--tile", type=_count("--tile", 16), help="tile size in pixels (DEBLUR_TILE_SIZE)")
+    p.add_argument("--overlap", type=_count("--overlap", 0), help="tile overlap in pixels (DEBLUR_TILE_OVERLAP)")
+    p.add_argument("--batch", type=_count("--batch", 1), help="tiles per model call (DEBLUR_TILE_BATCH)")
+    p.add_argument("--threads", type=_count("--threads", 0), help="ONNX Runtime threads, 0 = auto (DEBLUR_THREADS)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
 
-def collect(inputs: list[str], recursive: bool) -> tuple[list[Job], list[str]]:
-    """Expand files, folders and globs into jobs (sorted, de-duplicated); also return unmatched args."""
+def _glob_base(pattern: str) -> Path:
+    """The pattern's leading folders without wildcards: outputs mirror the layout below it."""
+    fixed: list[str] = []
+    for part in Path(pattern).parts:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _wanted(f: Path, exclude: Path | None) -> bool:
+    """An image file that is not one of our own earlier outputs."""
+    if not f.is_file() or f.suffix.lower() not in IMAGE_SUFFIXES:
+        return False
+    return not f.resolve().is_relative_to(exclude) if exclude is not None else not f.stem.endswith(SUFFIX)
+
+
+def _images_in(folder: Path, recursive: bool, exclude: Path | None) -> list[Path]:
+    return [f for f in sorted(folder.rglob("*") if recursive else folder.iterdir()) if _wanted(f, exclude)]
+
+
+def collect(inputs: list[str], recursive: bool, output: Path | None = None) -> tuple[list[Job], list[str]]:
+    """Expand files, folders and globs (here, so quoted patterns work too) into de-duplicated jobs.
+
+    Folders and globs skip what earlier runs wrote (`*-deblurred.*`, or anything inside the -o folder);
+    a file named explicitly is always taken. Also returns one problem line per argument that gave nothing.
+    """
+    exclude = output.resolve() if output is not None and output.suffix.lower() not in IMAGE_SUFFIXES else None
     jobs: dict[Path, Job] = {}
-    missing: list[str] = []
+    problems: list[str] = []
     for arg in inputs:
         path = Path(arg)
-        if path.is_dir():
-            found = path.rglob("*") if recursive else path.iterdir()
-            for f in sorted(found):
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
-                    jobs.setdefault(f.resolve(), Job(f, path))
-        elif path.is_file():
+        if path.is_file():
             jobs.setdefault(path.resolve(), Job(path, path.parent))
+            continue
+        if path.is_dir():
+            found = [Job(f, path) for f in _images_in(path, recursive, exclude)]
+            why = f"no {SUPPORTED_TEXT} images in this folder" + ("" if recursive else " (use -r for sub-folders)")
         elif glob.has_magic(arg):
-            matches = [Path(m) for m in sorted(glob.glob(arg, recursive=recursive)) if Path(m).is_file()]
-            for f in matches:
-                jobs.setdefault(f.resolve(), Job(f, f.parent))
-            if not matches:
-                missing.append(arg)
+            base, found = _glob_base(arg), []
+            for m in map(Path, sorted(glob.glob(arg, recursive=True))):
+                if m.is_dir():
+                    found += [Job(f, base) for f in _images_in(m, recursive, exclude)]
+                elif _wanted(m, exclude):
+                    found.append(Job(m, base))
+            why = "the pattern matches no images"
         else:
-            missing.append(arg)
-    return list(jobs.values()), missing
+            problems.append(f"{arg}: no such file or folder")
+            continue
+        if not found:
+            problems.append(f"{arg}: {why}")
+        for job in found:
+            jobs.setdefault(job.src.resolve(), job)
+    return list(jobs.values()), problems
+
+
+def output_file_format(output: Path | None, jobs: list[Job], fmt: str | None) -> str | None:
+    """If -o names one image file, check that and return the format its extension asks for."""
+    if output is None or output.is_dir() or output.suffix.lower() not in IMAGE_SUFFIXES:
+        return None
+    if len(jobs) != 1:
+        raise UsageError(f"-o {output} is a file name but there are {len(jobs)} inputs; give a folder")
+    wanted = SUFFIX_FORMAT.get(output.suffix.lower())
+    if wanted is None:
+        raise UsageError(f"-o {output}: can write .png, .jpg or .webp files")
+    if fmt is not None and fmt != wanted:
+        raise UsageError(f"-o {output} asks for {wanted} but --format is {fmt}")
+    return wanted
 
 
 def target(job: Job, fmt: str, output: Path | None, single: bool) -> Path:
+    """Where the result of `job` goes, written as `fmt`."""
     if output is None:
-        return job.src.with_name(f"{job.src.stem}-deblurred{FORMAT_SUFFIX[fmt]}")
-    if single and output.suffix.lower() in IMAGE_SUFFIXES:
-        return output
+        return job.src.with_name(f"{job.src.stem}{SUFFIX}{FORMAT_SUFFIX[fmt]}")
+    if single:
+        return output if SUFFIX_FORMAT.get(output.suffix.lower()) == fmt else output.with_suffix(FORMAT_SUFFIX[fmt])
     rel = job.src.relative_to(job.base) if job.src.is_relative_to(job.base) else Path(job.src.name)
     return (output / rel).with_suffix(FORMAT_SUFFIX[fmt])
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="deblur: %(message)s")
-    try:
-        settings = Settings()
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        print(f"deblur: invalid DEBLUR_* settings: {exc}".splitlines()[0], file=sys.stderr)
-        return 2
+def _engine(args: argparse.Namespace, settings: Settings) -> Engine:
+    """The DEBLUR_* settings, with the command line's options taking precedence."""
     overrides = {
-        k: v
-        for k, v in {"tile_size": args.tile, "tile_overlap": args.overlap, "tile_batch": args.batch}.items()
-        if v is not None
+        "tile_size": args.tile,
+        "tile_overlap": args.overlap,
+        "tile_batch": args.batch,
+        "threads": args.threads,
     }
+    kwargs: dict[str, object] = {k: v for k, v in overrides.items() if v is not None}
     if args.provider:
-        overrides["providers"] = [p.strip() for p in args.provider.split(",") if p.strip()]
-    try:
-        model = args.model or settings.resolved_model_path()
-        engine = Engine(model, **{**_engine_defaults(settings), **overrides})
-    except (ModelError, ValueError) as exc:
-        print(f"deblur: {exc}", file=sys.stderr)
-        return 2
-    jobs, missing = collect(args.inputs, args.recursive)
-    failures = [f"{m}: no such file, folder or matching image" for m in missing]
-    single = len(args.inputs) == 1 and len(jobs) == 1 and Path(args.inputs[0]).is_file()
-    sizes = {job.src: probe_size(job.src) or (0, 0) for job in jobs}
-    total = sum(w * h for w, h in sizes.values())
-    done = skipped = 0
-    megapixels = 0.0
-    start = time.perf_counter()
-    with tqdm(total=total, unit="px", unit_scale=True, disable=args.quiet, file=sys.stderr) as bar:
+        kwargs["providers"] = [p.strip() for p in args.provider.split(",") if p.strip()]
+    return Engine.from_settings(settings, **kwargs)
+
+
+def _not_the_input(dest: Path, src: Path) -> None:
+    if dest.resolve() == src.resolve():
+        raise UsageError(f"the output would replace the input ({dest}); choose another -o")
+
+
+def run(jobs: list[Job], engine: Engine, args: argparse.Namespace, settings: Settings, out: Outcome) -> None:
+    """Deblur every job, recording each result in `out`; one bad input never stops the others."""
+    file_fmt = output_file_format(args.output, jobs, args.format)
+    single = file_fmt is not None
+    sizes = {job.src: probe_size(job.src) or (0, 0) for job in jobs}  # headers only: the bar's total
+    written: dict[Path, Path] = {}
+    with tqdm(total=sum(w * h for w, h in sizes.values()), unit="px", unit_scale=True, disable=args.quiet) as bar:
         for job in jobs:
             w, h = sizes[job.src]
-            predicted = args.format or SUFFIX_FORMAT.get(job.src.suffix.lower(), "png")
-            out = target(job, predicted, args.output, single)
-            if out.exists() and not args.overwrite:
-                skipped += 1
-                bar.update(w * h)
-                continue
-            per_tile = w * h / max(1, len(engine.plan(max(h, 1), max(w, 1))))
-            before = bar.n
+            end = bar.n + w * h
+            fmt = file_fmt or args.format
+            predicted = target(job, fmt or SUFFIX_FORMAT.get(job.src.suffix.lower(), "png"), args.output, single)
             try:
+                _not_the_input(predicted, job.src)
+                if predicted.exists() and not args.overwrite and predicted not in written:
+                    out.skipped += 1
+                    out.notes.append(f"skipped {job.src}: {predicted} exists (use --overwrite)")
+                    continue
+                per_tile = w * h / max(1, len(engine.plan(max(h, 1), max(w, 1))))
                 result = process_bytes(
                     engine,
                     job.src.read_bytes(),
-                    fmt=args.format,
+                    fmt=fmt,
                     quality=args.quality,
                     max_megapixels=settings.max_megapixels,
                     on_progress=lambda n, pt=per_tile: bar.update(n * pt),
                 )
-                out = target(job, result.encoded.format, args.output, single)
-                if out.resolve() == job.src.resolve():
-                    raise ImageError("output would overwrite the input; choose another -o")
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_bytes(result.encoded.data)
-                done += 1
-                megapixels += result.megapixels
-            except (ImageError, OSError) as exc:
-                failures.append(f"{job.src}: {exc}")
-            bar.update(before + w * h - bar.n)
-    elapsed = time.perf_counter() - start
-    for line in failures:
+                dest = target(job, result.encoded.format, args.output, single)
+                _not_the_input(dest, job.src)
+                if dest != predicted and dest.exists() and not args.overwrite and dest not in written:
+                    out.skipped += 1  # a format fallback (e.g. alpha → PNG) led to an existing output
+                    out.notes.append(f"skipped {job.src}: {dest} exists (use --overwrite)")
+                    continue
+                if dest in written:
+                    raise UsageError(f"{written[dest]} is also written to {dest}; rename one or use another -o")
+                if result.encoded.fallback:
+                    out.notes.append(f"{job.src}: {result.encoded.fallback} ({dest})")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(result.encoded.data)
+                written[dest] = job.src
+                out.done += 1
+                out.megapixels += result.megapixels
+            except (UsageError, *INPUT_ERRORS) as exc:
+                out.failures.append(f"{job.src}: {str(exc) or type(exc).__name__}")
+            finally:
+                bar.update(end - bar.n)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script `deblur`; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="deblur: %(message)s")
+    try:
+        settings = Settings(**({"model_path": args.model} if args.model else {}))
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        print(f"deblur: invalid DEBLUR_* settings: {exc}".splitlines()[0], file=sys.stderr)
+        return 2
+    jobs, problems = collect(args.inputs, args.recursive, args.output)
+    out = Outcome(failures=problems)
+    start = time.perf_counter()
+    status, engine = None, None
+    try:
+        output_file_format(args.output, jobs, args.format)
+        engine = _engine(args, settings)  # even with nothing to do: a bad model is news worth hearing
+        run(jobs, engine, args, settings, out)
+    except (UsageError, ModelError) as exc:
+        print(f"deblur: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        status = 130
+    for line in out.notes:
+        print(f"deblur: {line}", file=sys.stderr)
+    for line in out.failures:
         print(f"deblur: FAILED {line}", file=sys.stderr)
+    where = f" on {engine.provider}" if engine is not None else ""
     print(
-        f"deblurred {done} image{'s' * (done != 1)} ({megapixels:.1f} MP) in {elapsed:.1f} s on "
-        f"{engine.provider}; {len(failures)} failed; {skipped} skipped (exists; use --overwrite)",
+        f"deblurred {out.done} image{'s' * (out.done != 1)} ({out.megapixels:.1f} MP) in "
+        f"{time.perf_counter() - start:.1f} s{where}; {len(out.failures)} failed; {out.skipped} skipped"
+        + (" (outputs exist; use --overwrite)" if out.skipped else "")
+        + ("; interrupted" if status == 130 else ""),
         file=sys.stderr,
     )
-    return 1 if failures else 0
-
-
-def _engine_defaults(settings: Settings) -> dict[str, object]:
-    return {
-        "providers": settings.provider_list,
-        "tile_size": settings.tile_size,
-        "tile_overlap": settings.tile_overlap,
-        "tile_batch": settings.tile_batch,
-        "threads": settings.threads,
-    }
+    return status or (1 if out.failures else 0)
 
 
 if __name__ == "__main__":
