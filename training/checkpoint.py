@@ -36,9 +36,7 @@ def save(path: Path, step: int, phase_start: int, generator: keras.Model, discri
 
 def restore(path: Path, generator: keras.Model, discriminator: keras.Model, g_opt: keras.optimizers.Optimizer,
             d_opt: keras.optimizers.Optimizer) -> tuple[int, int]:
-    """Load a checkpoint into built models/optimizers; returns (step, phase_start)."""
-    g_opt.build(generator.trainable_variables)
-    d_opt.build(discriminator.trainable_variables)
+    """Load a checkpoint into built models and optimizers; returns (step, phase_start)."""
     with np.load(path) as data:
         for prefix, obj in (("g", generator), ("d", discriminator), ("gopt", g_opt), ("dopt", d_opt)):
             variables = _variables(obj)

@@ -101,6 +101,8 @@ def train(cfg: Config) -> Path:
         schedule = WarmupCosine(cfg.lr, cfg.lr_min, cfg.warmup_steps, cfg.steps - phase_start)
         g_opt = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, beta_2=0.99)
         d_opt = keras.optimizers.Adam(cfg.disc_lr, beta_1=0.5, beta_2=0.99)
+        g_opt.build(generator.trainable_variables)  # built up front: every checkpoint has the same layout
+        d_opt.build(discriminator.trainable_variables)
         step = phase_start
         if ckpt_path.exists():
             step, phase_start = checkpoint.restore(ckpt_path, generator, discriminator, g_opt, d_opt)

@@ -23,7 +23,8 @@ def macs_per_megapixel(model: keras.Model, size: int = 256) -> float:
     """Multiply-accumulates per output megapixel, counted from the layers' shapes on a size² input."""
     macs = 0
     probe = keras.Model(model.inputs, [layer.output for layer in model.layers[1:]])
-    shapes = [o.shape for o in probe(keras.ops.zeros((1, size, size, 3)))]
+    outputs = probe(keras.ops.zeros((1, size, size, 3)))
+    shapes = [o.shape for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
     for layer, shape in zip(model.layers[1:], shapes, strict=True):
         out_px = shape[1] * shape[2] if len(shape) == 4 else 0
         if isinstance(layer, keras.layers.DepthwiseConv2D):

@@ -1,0 +1,151 @@
+"""Networks, losses, config, ONNX export with parity, and evaluation through the serving engine."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from training import losses
+from training.config import Config
+from training.evaluate import main as eval_main
+from training.export import ParityError, export_generator
+from training.export import main as export_main
+from training.nets import build_discriminator, build_generator, macs_per_megapixel
+from training.nets.resnet import build_resnet_generator
+
+TINY = ["width=8", "enc_blocks=[1,1]", "mid_blocks=1", "dec_blocks=[1,1]"]
+
+
+@pytest.fixture(scope="module")
+def tiny_generator() -> keras.Model:
+    g = build_generator(Config.load(None, TINY))
+    rng = np.random.default_rng(0)
+    for w in g.weights:  # random, non-zero weights: an untrained net is the identity, which proves nothing
+        w.assign(rng.normal(0, 0.1, w.shape).astype("float32"))
+    return g
+
+
+def test_generator_is_identity_at_init_and_accepts_any_size() -> None:
+    g = build_generator(Config.load(None, TINY))
+    x = np.random.default_rng(0).random((2, 37, 53, 3), dtype=np.float32)
+    y = g(x).numpy()
+    assert y.shape == x.shape and np.allclose(y, x, atol=1e-6)
+    assert g.size_multiple == 8
+
+
+def test_generator_output_depends_only_on_a_local_window(tiny_generator: keras.Model) -> None:
+    """No global pooling: a change far away leaves a pixel untouched (tiles can equal whole images)."""
+    x = np.random.default_rng(1).random((1, 256, 256, 3), dtype=np.float32)
+    y = tiny_generator(x).numpy()
+    x2 = x.copy()
+    x2[:, 200:, 200:] = 0
+    y2 = tiny_generator(x2).numpy()
+    assert np.array_equal(y[:, :64, :64], y2[:, :64, :64])
+    assert not np.array_equal(y[:, 200:, 200:], y2[:, 200:, 200:])
+
+
+def test_macs_counter_matches_a_hand_count() -> None:
+    inp = keras.Input((None, None, 3))
+    model = keras.Model(inp, keras.layers.Conv2D(4, 3, padding="same")(inp))
+    assert macs_per_megapixel(model, 64) == pytest.approx(3 * 3 * 3 * 4 * 1e6)
+
+
+def test_resnet_generator_and_discriminators_build() -> None:
+    g = build_resnet_generator(width=4, blocks=1)
+    assert g(np.zeros((1, 30, 18, 3), np.float32)).shape == (1, 30, 18, 3)
+    for kind in ("patchgan", "multiscale"):
+        d = build_discriminator(kind, 4)
+        assert d(np.zeros((2, 64, 64, 3), np.float32)).shape[0] == 2
+    with pytest.raises(ValueError, match="unknown discriminator"):
+        build_discriminator("huge")
+
+
+def test_losses_are_zero_for_perfect_output_and_positive_otherwise() -> None:
+    a = np.random.default_rng(0).random((2, 16, 16, 3), dtype=np.float32)
+    b = np.clip(a + 0.1, 0, 1)
+    assert float(losses.fft_l1(a, a)) == pytest.approx(0, abs=1e-6)
+    assert float(losses.fft_l1(a, b)) > 0.01
+    assert float(losses.charbonnier(a, a)) == pytest.approx(1e-3, rel=1e-3)
+    real, fake = np.ones((4, 1), np.float32), -np.ones((4, 1), np.float32)
+    assert float(losses.ralsgan_d(real, fake)) == pytest.approx(0.5 * ((1 + 1 - 1) ** 2 + (-1 - 1 + 1) ** 2))
+    assert float(losses.ralsgan_d(real, fake)) < float(losses.ralsgan_d(fake, real))
+    with pytest.raises(FileNotFoundError, match="VGG19 weights"):
+        losses.Perceptual("/no/such/vgg19.h5")
+
+
+def test_config_file_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"width": 16, "enc_blocks": [2, 2]}))
+    cfg = Config.load(path, ["lr=0.01", "scale_range=[0.5, 1]"])
+    assert (cfg.width, cfg.enc_blocks, cfg.lr, cfg.scale_range) == (16, (2, 2), 0.01, (0.5, 1.0))
+    path.write_text(json.dumps({"widht": 16}))
+    with pytest.raises(ValueError, match="unknown config key.*widht"):
+        Config.load(path)
+
+
+def test_export_writes_the_contract_and_matches_tf(tiny_generator: keras.Model, tmp_path: Path) -> None:
+    out = tmp_path / "g.onnx"
+    error = export_generator(tiny_generator, out, {"name": "tiny", "version": "9.9"})
+    assert error < 1e-4
+    model = onnx.load(out)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["size_multiple"] == "8" and meta["version"] == "9.9" and meta["normalisation"] == "rgb01"
+    assert min(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["blurry"] and session.get_outputs()[0].name == "sharp"
+    x = np.random.default_rng(2).random((1, 45, 70, 3), dtype=np.float32)
+    np.testing.assert_allclose(session.run(None, {"blurry": x})[0], tiny_generator(x).numpy(), atol=1e-4)
+
+
+def test_export_refuses_to_write_when_parity_fails(tiny_generator: keras.Model, tmp_path: Path) -> None:
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(ParityError, match="differs from TensorFlow"):
+        export_generator(tiny_generator, out, {"name": "x", "version": "1"},
+                         reference=lambda x: tiny_generator(x).numpy() + 1e-3)
+    assert not out.exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_export_cli_from_a_run_folder(tiny_generator: keras.Model, tmp_path: Path, capsys) -> None:
+    (tmp_path / "config.json").write_text(Config.load(None, TINY).to_json())
+    tiny_generator.save_weights(tmp_path / "generator.weights.h5")
+    assert export_main(["--run-dir", str(tmp_path), "--out", str(tmp_path / "m.onnx"), "--version", "2.0"]) == 0
+    assert "parity max abs error" in capsys.readouterr().out
+    assert export_main(["--run-dir", str(tmp_path / "missing")]) == 2
+
+
+def _identity_onnx(path: Path) -> Path:
+    x = helper.make_tensor_value_info("blurry", TensorProto.FLOAT, ["N", "H", "W", 3])
+    y = helper.make_tensor_value_info("sharp", TensorProto.FLOAT, ["N", "H", "W", 3])
+    graph = helper.make_graph([helper.make_node("Identity", ["blurry"], ["sharp"])], "identity", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    helper.set_model_props(model, {"name": "identity", "version": "0", "size_multiple": "1"})
+    onnx.save(model, path)
+    return path
+
+
+def test_eval_of_an_identity_model_equals_the_blurred_baseline(photo_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    code = eval_main(["--model", str(_identity_onnx(tmp_path / "id.onnx")), "--photos", str(photo_dir), "--all",
+                      "--out", str(out), "--tile", "64", "--overlap", "16", "--real", str(photo_dir)])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 12 and summary["mean_gain_db"] == pytest.approx(0, abs=1e-9)
+    assert summary["mean_psnr_in"] == pytest.approx(summary["mean_psnr_out"])
+    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    assert len(rows) == 12 and {r["kernel"] for r in rows} <= {"shake", "streak", "blob", "defocus"}
+    assert len(list(out.glob("*_blur-restored-sharp.png"))) == 12 and len(list(out.glob("real_*.png"))) == 12
+
+
+def test_eval_reports_bad_inputs_clearly(tmp_path: Path, capsys) -> None:
+    assert eval_main(["--model", str(tmp_path / "none.onnx")]) == 2
+    assert "model file not found" in capsys.readouterr().err
+    assert eval_main(["--model", str(_identity_onnx(tmp_path / "id.onnx")), "--photos", str(tmp_path / "no")]) == 2
+    assert "does not exist" in capsys.readouterr().err
