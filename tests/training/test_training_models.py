@@ -33,6 +33,11 @@ def tiny_generator() -> keras.Model:
     return g
 
 
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def test_generator_is_identity_at_init_and_accepts_any_size() -> None:
     g = build_generator(Config.load(None, TINY))
     x = np.random.default_rng(0).random((2, 37, 53, 3), dtype=np.float32)
@@ -139,7 +144,7 @@ def test_eval_of_an_identity_model_equals_the_blurred_baseline(photo_dir: Path, 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == 12 and summary["mean_gain_db"] == pytest.approx(0, abs=1e-9)
     assert summary["mean_psnr_in"] == pytest.approx(summary["mean_psnr_out"])
-    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    rows = _rows(out / "per_image.csv")
     assert len(rows) == 12 and {r["kernel"] for r in rows} <= {"shake", "streak", "blob", "defocus"}
     assert len(list(out.glob("*_blur-restored-sharp.png"))) == 12 and len(list(out.glob("real_*.png"))) == 12
 

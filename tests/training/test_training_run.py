@@ -24,10 +24,15 @@ def _weights(run_dir: Path) -> list[np.ndarray]:
         return [data[k] for k in sorted(data.files) if k.startswith("g/")]
 
 
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def test_tiny_run_logs_validates_and_checkpoints(tiny_overrides: list[str]) -> None:
     cfg = Config.load(None, [*tiny_overrides, "steps=4"])
     run_dir = train(cfg)
-    rows = list(csv.DictReader(open(run_dir / "log.csv")))
+    rows = _rows(run_dir / "log.csv")
     assert [int(r["step"]) for r in rows] == [2, 4]
     assert all(float(r["val_psnr"]) > 5 and float(r["input_psnr"]) > 5 for r in rows)
     assert (run_dir / "generator.weights.h5").is_file() and (run_dir / "config.json").is_file()
@@ -59,7 +64,7 @@ def test_gan_phases_run_with_both_adversarial_losses(tiny_overrides: list[str]) 
         cfg = Config.load(None, [*tiny_overrides, "steps=2", "adv_weight=0.01", f"adversarial={loss}",
                                  f"discriminator={disc}", f"run_dir={Path(tiny_overrides[1].split('=')[1])}_{loss}"])
         run_dir = train(cfg)
-        row = list(csv.DictReader(open(run_dir / "log.csv")))[-1]
+        row = _rows(run_dir / "log.csv")[-1]
         assert np.isfinite(float(row["d_loss"])) and np.isfinite(float(row["adv"]))
 
 
