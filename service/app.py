@@ -31,6 +31,7 @@ from .engine import Engine, ModelError
 from .images import ImageError
 from .middleware import BodyLimitMiddleware, Busy, ConcurrencyGate, Metrics, RequestContextMiddleware
 from .pipeline import process_bytes
+from .reload import Reloader, add_admin_routes
 from .settings import Settings, get_settings
 
 log = logging.getLogger("deblur.app")
@@ -110,7 +111,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     page = resources.files("service").joinpath("static/index.html").read_text(encoding="utf-8")
 
     def _loaded(eng: Engine) -> None:
-        holder.swap(eng)
+        old = holder.swap(eng)
+        if old is not None and old is not eng:  # a reload: the info gauge names only the model in use
+            metrics.model.remove(old.info.name, old.info.version, old.provider)
         metrics.model.labels(eng.info.name, eng.info.version, eng.provider).set(1)
 
     async def _load() -> None:
@@ -137,6 +140,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         lifespan=lifespan,
     )
     app.state.holder, app.state.gate, app.state.metrics, app.state.settings = holder, gate, metrics, settings
+    app.state.reloader = Reloader(settings, lambda: holder.engine, _loaded, metrics.registry)
+    if settings.admin_token and settings.admin_token.get_secret_value():
+        add_admin_routes(app, app.state.reloader, settings.admin_token.get_secret_value())
 
     if settings.cors_origin_list:
         app.add_middleware(
@@ -265,4 +271,7 @@ def serve() -> None:
     # uvicorn shuts down gracefully on SIGTERM (stops accepting, finishes in-flight requests) and then
     # re-raises the signal with the handler that was installed before it; make that an exit 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(create_app(settings, engine), host=settings.host, port=settings.port, log_level="info")
+    app = create_app(settings, engine)
+    if hasattr(signal, "SIGHUP"):  # `docker compose kill -s HUP api`: reload the model, keep serving
+        signal.signal(signal.SIGHUP, lambda *_: app.state.reloader.trigger("SIGHUP"))
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = Path("models") / "deblur-generator.onnx"
@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     max_queue: int = Field(8, ge=0, le=10_000, description="requests waiting for a slot; more get 503")
     threads: int = Field(0, ge=0, le=1024, description="ONNX Runtime intra-op threads; 0 = ORT decides")
     cors_origins: str = Field("", description="comma list of allowed origins; empty = CORS off")
+    admin_token: SecretStr | None = Field(None, description="bearer token for POST /admin/reload; unset = no route")
     port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "DEBLUR_PORT"))
     host: str = Field("0.0.0.0", validation_alias=AliasChoices("HOST", "DEBLUR_HOST"))
 
