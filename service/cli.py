@@ -210,6 +210,7 @@ def run(jobs: list[Job], engine: Engine, args: argparse.Namespace, settings: Set
                     fmt=fmt,
                     quality=args.quality,
                     max_megapixels=settings.max_megapixels,
+                    max_side=settings.max_side,
                     on_progress=lambda n, pt=per_tile: bar.update(n * pt),
                 )
                 dest = target(job, result.encoded.format, args.output, single)
