@@ -173,7 +173,7 @@ def test_settings_from_environment_and_bad_options(tmp_path, small_model, monkey
         main([str(tmp_path / "a.png"), "--tile", "4"])
     assert exc.value.code == 2 and "--tile must be at least 16" in capsys.readouterr().err
     monkeypatch.setenv("DEBLUR_MAX_SIDE", "16")  # the API's limits apply here too
-    assert main([str(tmp_path / "a.png"), "-q"]) == 1
+    assert main([str(tmp_path / "a.png"), "--overwrite", "-q"]) == 1
     assert "the longest side allowed is 16 px" in capsys.readouterr().err
     monkeypatch.setenv("DEBLUR_TILE_BATCH", "lots")
     assert main([str(tmp_path / "a.png")]) == 2
