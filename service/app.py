@@ -92,6 +92,16 @@ DEBLUR_RESPONSES: dict[int | str, dict[str, Any]] = {
     500: _error_doc("unexpected inference failure; the body names the request id"),
     503: _error_doc("busy (concurrency and queue full) or model not loaded yet", _RETRY_DOC),
 }
+# What the `file` part may hold, in the schema too (clients and fuzzers then send images, not any bytes).
+UPLOAD_ENCODING = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "encoding": {"file": {"contentType": "image/png, image/jpeg, image/webp, image/bmp, image/tiff"}}
+            }
+        }
+    }
+}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -169,7 +179,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         log.error("unhandled error, request id %s", rid, exc_info=exc)
         return _err(500, f"internal error; request id {rid}")
 
-    @app.post("/deblur", responses=DEBLUR_RESPONSES, response_class=Response, summary="Deblur one image")
+    @app.post(
+        "/deblur",
+        responses=DEBLUR_RESPONSES,
+        response_class=Response,
+        summary="Deblur one image",
+        openapi_extra=UPLOAD_ENCODING,
+    )
     async def deblur(
         request: Request,
         file: Annotated[UploadFile, File(description="one image: PNG, JPEG, WebP, BMP or TIFF")],
