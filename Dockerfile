@@ -19,7 +19,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # One unprivileged user, same uid in both images: the API reads what the `train` container exports into
 # the shared `models` volume (export writes mode 0600). /models and /app/runs are volume mount points;
 # Docker seeds an empty named volume with the directory's content and owner on first mount.
-RUN useradd --system --no-log-init --uid 10001 --user-group --home-dir /app --create-home deblur \
+RUN groupadd --gid 10001 deblur \
+    && useradd --no-log-init --uid 10001 --gid 10001 --home-dir /app --create-home --shell /usr/sbin/nologin deblur \
     && install -d -o 10001 -g 10001 /models /app/runs
 WORKDIR /app
 
