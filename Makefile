@@ -6,7 +6,7 @@ PIP    := $(BIN)/pip install -q -c constraints.txt
 PORT   ?= 8000
 CONFIG ?= models/train-config.json
 
-.PHONY: serve test lint train export eval photos bench clean
+.PHONY: serve test lint train export eval photos bench clean browser-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,15 @@ $(VENV)/.dev: $(BIN)/python pyproject.toml constraints.txt
 serve: $(VENV)/.serve
 	PORT=$(PORT) $(BIN)/deblur-serve
 
-test: $(VENV)/.dev
+# The browser-page test drives Debian's chromium; install it when missing and we may (root + apt).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else echo "note: chromium + chromium-driver missing (not root): the browser test will be skipped"; fi; \
+	fi
+
+test: $(VENV)/.dev browser-deps
 	$(BIN)/ruff check service training tests bench
 	$(BIN)/python -m pytest
 
