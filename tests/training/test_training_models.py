@@ -154,3 +154,25 @@ def test_eval_reports_bad_inputs_clearly(tmp_path: Path, capsys) -> None:
     assert "model file not found" in capsys.readouterr().err
     assert eval_main(["--model", str(_identity_onnx(tmp_path / "id.onnx")), "--photos", str(tmp_path / "no")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_learning_curve_table_and_png(tmp_path: Path) -> None:
+    from training.curve import main as curve_main
+    from training.curve import read_curve
+
+    logs = []
+    for phase, (steps, gains) in enumerate((([100, 200], [0.5, 1.0]), ([300], [1.2]))):
+        path = tmp_path / f"log{phase}.csv"
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["step", "wall_s", "val_psnr", "input_psnr", "val_ssim"])
+            writer.writerow([steps[0] - 50, 10, "", "", ""])
+            for s, g in zip(steps, gains, strict=True):
+                writer.writerow([s, s * 3.6, 25 + g, 25, 0.8])
+        logs.append(path)
+    assert curve_main([str(p) for p in logs] + ["--png", str(tmp_path / "c.png")]) == 0
+    points = read_curve(logs)
+    assert [p["step"] for p in points] == [100, 200, 300]
+    assert points[-1]["hours"] == pytest.approx((720 + 1080) / 3600)
+    assert points[-1]["gain"] == pytest.approx(1.2)
+    assert (tmp_path / "c.png").stat().st_size > 1000
