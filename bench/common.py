@@ -216,8 +216,8 @@ def write_section(path: Path, key: str, text: str, first: bool = False) -> None:
     path.write_text(new)
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description)
+def base_parser(name: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="ONNX model (default: the shipped one)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement; the median is quoted")
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1 repeat: a smoke run, not a result")
@@ -226,9 +226,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def finish(report: Report, args: argparse.Namespace, info: dict[str, Any] | None = None) -> Report:
+def finish(report: Report, args: argparse.Namespace) -> Report:
     """Print the section (machine header + tables) and write it to the results file if asked."""
-    info = info or machine_info()
+    info = machine_info()
     model = model_info(args.model) if args.model.is_file() else None
     text = report.markdown(header_markdown(info, model) + ("\n- **--quick smoke run: not a result**" * args.quick))
     print(text, flush=True)
@@ -252,16 +252,18 @@ def synthetic_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
     Speed does not depend on content, but the tiled-vs-whole PSNR does, so it must have edges and detail.
     """
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    yy /= max(height, 1)
-    xx /= max(width, 1)
-    img = np.stack([0.5 + 0.4 * np.sin(3 * xx + c) * np.cos(2 * yy - c) for c in range(3)], axis=-1)
-    for _ in range(40):  # hard-edged discs of random colour
-        cy, cx, r = rng.random(), rng.random(), 0.02 + 0.1 * rng.random()
-        mask = (yy - cy) ** 2 + ((xx - cx) * width / max(height, 1)) ** 2 < r * r
-        img[mask] = rng.random(3)
-    stripes = 0.1 * (np.sin(xx * width / 3.0) > 0)  # 6-pixel period texture
-    img += stripes[..., None] + rng.normal(0, 0.02, img.shape).astype(np.float32)
+    y = (np.arange(height, dtype=np.float32) / max(height, 1))[:, None]  # separable shading: no H×W grids
+    x = (np.arange(width, dtype=np.float32) / max(width, 1))[None, :]
+    img = np.empty((height, width, 3), np.float32)
+    for c in range(3):
+        img[..., c] = 0.5 + 0.4 * np.sin(3 * x + c) * np.cos(2 * y - c)
+    for _ in range(40):  # hard-edged discs of random colour, each drawn inside its bounding box only
+        cy, cx, r = int(rng.random() * height), int(rng.random() * width), int((0.02 + 0.1 * rng.random()) * height)
+        y0, y1, x0, x1 = max(cy - r, 0), min(cy + r + 1, height), max(cx - r, 0), min(cx + r + 1, width)
+        by, bx = np.ogrid[y0:y1, x0:x1]
+        img[y0:y1, x0:x1][(by - cy) ** 2 + (bx - cx) ** 2 <= r * r] = rng.random(3)
+    img += (0.1 * (np.sin(np.arange(width) / 3.0) > 0)).astype(np.float32)[None, :, None]  # 6-px stripes
+    img += 0.02 * rng.standard_normal(img.shape, dtype=np.float32)
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = base_parser(__doc__.splitlines()[0])
+    p = base_parser("concurrency", __doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2, help="server's ONNX Runtime intra-op threads")
     p.add_argument("--clients", default="1,2,4", help="comma list of concurrent client counts")
     p.add_argument("--requests", type=int, default=4, help="requests per client")

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = base_parser(__doc__.splitlines()[0])
+    p = base_parser("efficiency", __doc__.splitlines()[0])
     p.add_argument("--threads", default="1,2", help="comma list of thread counts")
     return p
 

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = base_parser(__doc__.splitlines()[0])
+    p = base_parser("gpu", __doc__.splitlines()[0])
     p.add_argument("--fp16-model", type=Path, help="an fp16 export with float32 input/output, if there is one")
     return p
 

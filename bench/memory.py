@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = base_parser(__doc__.splitlines()[0])
+    p = base_parser("memory", __doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     return p
 
