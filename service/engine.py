@@ -147,6 +147,10 @@ class Engine:
         if unknown or not self.providers_requested:
             raise ModelError(f"unknown execution providers {unknown or providers}; use cuda and/or cpu")
         self.session = self._create_session(path, threads)
+        # A failed run is raised as InferenceError and logged once by the caller, with its traceback;
+        # ORT's own error line for it would be a second, unformatted report of the same failure.
+        self._run_options = ort.RunOptions()
+        self._run_options.log_severity_level = 4
         _check_contract(self.session, path)
         meta = self.session.get_modelmeta().custom_metadata_map or {}
         self.info = read_info(path, meta)
@@ -204,7 +208,7 @@ class Engine:
     def run(self, batch: np.ndarray) -> np.ndarray:
         """One raw model call on [N, H, W, 3] float32 (H, W multiples of size_multiple)."""
         try:
-            out = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+            out = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch}, self._run_options)[0]
         except Exception as exc:
             raise InferenceError(f"ONNX Runtime failed on input {batch.shape}: {exc}") from exc
         if out.shape != batch.shape:

@@ -39,13 +39,15 @@ def heavy_model(path: Path, channels: int = 48, layers: int = 3) -> Path:
     return _save(nodes, inits, path)
 
 
-def failing_model(path: Path) -> Path:
-    """Identity, plus a Gather whose index is 1000 × the first pixel's red value: ONNX Runtime raises
-    "indices element out of data bounds" when any tile starts with red > 0.01, and the black warm-up passes."""
+def failing_model(path: Path, offset: float = 0.0) -> Path:
+    """Identity, plus a Gather whose index is 1000 × the first pixel's red value + offset: ONNX Runtime
+    raises "indices element out of data bounds" when any tile starts with red > 0.01, and the black warm-up
+    passes (with offset >= 10 every input fails, the warm-up included)."""
     nodes = [
         helper.make_node("Slice", ["blurry", "zero4", "one4"], ["corner"]),  # [N,1,1,1]: pixel (0,0), red
         helper.make_node("Mul", ["corner", "thousand"], ["scaled"]),
-        helper.make_node("Cast", ["scaled"], ["index"], to=TensorProto.INT64),
+        helper.make_node("Add", ["scaled", "offset"], ["shifted"]),
+        helper.make_node("Cast", ["shifted"], ["index"], to=TensorProto.INT64),
         helper.make_node("Gather", ["table", "index"], ["picked"], axis=0),  # [N,1,1,1] when in bounds
         helper.make_node("Mul", ["picked", "zero"], ["nothing"]),
         helper.make_node("Add", ["blurry", "nothing"], ["sharp"]),
@@ -54,6 +56,7 @@ def failing_model(path: Path) -> Path:
         numpy_helper.from_array(np.zeros(4, np.int64), "zero4"),
         numpy_helper.from_array(np.array([2**31, 1, 1, 1], np.int64), "one4"),
         numpy_helper.from_array(np.array(1000.0, np.float32), "thousand"),
+        numpy_helper.from_array(np.array(offset, np.float32), "offset"),
         numpy_helper.from_array(np.zeros(10, np.float32), "table"),
         numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
     ]

@@ -44,6 +44,8 @@ def _junk(path, kind: str, small_model):
         path.mkdir()
     elif kind == "wrong-input-name":
         make_model(path, input_name="x")
+    elif kind == "fails-warm-up":
+        failing_model(path, offset=10)
     return path
 
 
@@ -56,6 +58,7 @@ def _junk(path, kind: str, small_model):
         ("png", "cannot load model"),
         ("directory", "model file not found"),
         ("wrong-input-name", "expected one input named 'blurry'"),
+        ("fails-warm-up", "warm-up failed"),
     ],
 )
 def test_bad_model_file_exits_2_with_one_clear_line(tmp_path, small_model, kind, message):
@@ -166,4 +169,5 @@ def test_onnx_runtime_failure_is_a_500_with_request_id_logged_once_and_the_servi
     ours = [line for line in log.splitlines() if "deblur.app" in line and "fault-42" in line]
     assert len(ours) == 1 and "inference failed, request id fault-42" in ours[0], log
     assert len(re.findall(r" ERROR ", log)) == 1  # one record: the traceback (ORT's error chained to ours)
+    assert "[E:onnxruntime" not in log  # ORT's own error line would report the same failure a second time
     assert "The above exception was the direct cause" in log and "InferenceError: ONNX Runtime failed" in log
