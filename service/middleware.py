@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 Scope = dict[str, Any]
 ASGIApp = Any
 
-ROUTES = ("/", "/deblur", "/healthz", "/readyz", "/model", "/metrics", "/docs", "/openapi.json")
+ROUTES = ("/", "/deblur", "/healthz", "/readyz", "/model", "/metrics", "/docs", "/openapi.json", "/admin/reload")
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
