@@ -86,6 +86,7 @@ def export_generator(generator: keras.Model, out: Path, metadata: dict[str, str]
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".onnx.tmp", delete=False) as tmp:
         tmp.write(model.SerializeToString())
+    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile is 0600; the server may run as another user
     os.replace(tmp.name, out)
     return error
 

@@ -65,4 +65,6 @@ def test_the_model_restores_a_blurred_photo(engine, photo: np.ndarray) -> None:
         return float(10 * np.log10(1.0 / np.mean((a - sharp) ** 2)))
 
     assert psnr(restored) > psnr(blurred) + 0.3
-    assert abs(float(restored.mean() - blurred.mean())) < 0.01  # no colour/brightness shift
+    # no colour shift: per channel, the output's mean stays at the sharp photo's (blur in linear light
+    # brightens the sRGB mean of the input a little; the model must not add a shift of its own)
+    assert np.abs(restored.mean((0, 1)) - sharp.mean((0, 1))).max() < 0.01

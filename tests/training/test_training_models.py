@@ -100,6 +100,7 @@ def test_export_writes_the_contract_and_matches_tf(tiny_generator: keras.Model, 
     out = tmp_path / "g.onnx"
     error = export_generator(tiny_generator, out, {"name": "tiny", "version": "9.9"})
     assert error < 1e-4
+    assert out.stat().st_mode & 0o777 == 0o644
     model = onnx.load(out)
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["size_multiple"] == "8" and meta["version"] == "9.9" and meta["normalisation"] == "rgb01"
