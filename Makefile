@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install -q -c constraints.txt
 PORT   ?= 8000
 CONFIG ?= models/train-config.json
+RUN    ?= runs/phase1
+MODEL  ?= models/deblur-generator.onnx
 
 .PHONY: serve test lint train export eval photos bench clean browser-deps
 
@@ -45,10 +47,10 @@ train: $(VENV)/.dev
 	$(BIN)/deblur-train --config $(CONFIG) $(ARGS)
 
 export: $(VENV)/.dev
-	$(BIN)/deblur-export $(ARGS)
+	$(BIN)/deblur-export --run-dir $(RUN) --out $(RUN)/model.onnx $(ARGS)
 
 eval: $(VENV)/.dev
-	$(BIN)/deblur-eval $(ARGS)
+	$(BIN)/deblur-eval --model $(MODEL) --out runs/eval $(ARGS)
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench $(ARGS)
