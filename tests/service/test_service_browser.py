@@ -11,16 +11,13 @@ import base64
 import io
 import os
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
 from service_helpers import photo, png_bytes
-from test_service_e2e import REPO, SERVE, free_port, server_env
+from service_server import running
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -52,26 +49,8 @@ FLAGS = [
 @pytest.fixture(scope="module")
 def base_url(small_model: Path, tmp_path_factory: pytest.TempPathFactory):
     """`deblur-serve` on a free 127.0.0.1 port with the tiny model (upload limit 1 MiB)."""
-    port = free_port()
-    log = (tmp_path_factory.mktemp("browser-server") / "server.log").open("w+")
-    proc = subprocess.Popen(SERVE, env=server_env(small_model, port), stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"server exited {proc.returncode}:\n{log.read()}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "server did not become ready"
-        time.sleep(0.1)
-    yield base
-    proc.terminate()
-    proc.wait(20)
-    log.close()
+    with running(small_model, tmp_path_factory.mktemp("browser-server")) as server:
+        yield server.base
 
 
 @pytest.fixture
