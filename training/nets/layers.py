@@ -32,13 +32,20 @@ class CropLike(layers.Layer):
         return x[:, : ops.shape(like)[1], : ops.shape(like)[2], :]
 
 
-@keras.saving.register_keras_serializable("deblur")
-class SpaceToDepth(layers.Layer):
-    """Pixel-unshuffle: (H, W, C) → (H/b, W/b, C·b²), so the costly layers run at lower resolution."""
+class _BlockShuffle(layers.Layer):
+    """Shared config of the pixel (un)shuffle layers: the block size b."""
 
     def __init__(self, block: int = 2, **kwargs) -> None:
         super().__init__(**kwargs)
         self.block = block
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "block": self.block}
+
+
+@keras.saving.register_keras_serializable("deblur")
+class SpaceToDepth(_BlockShuffle):
+    """Pixel-unshuffle: (H, W, C) → (H/b, W/b, C·b²), so the costly layers run at lower resolution."""
 
     def call(self, x):
         b = self.block
@@ -47,17 +54,10 @@ class SpaceToDepth(layers.Layer):
         x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
         return ops.reshape(x, (n, h // b, w // b, b * b * c))
 
-    def get_config(self) -> dict:
-        return {**super().get_config(), "block": self.block}
-
 
 @keras.saving.register_keras_serializable("deblur")
-class DepthToSpace(layers.Layer):
+class DepthToSpace(_BlockShuffle):
     """Pixel-shuffle: the inverse of SpaceToDepth (sub-pixel upsampling without checkerboard)."""
-
-    def __init__(self, block: int = 2, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.block = block
 
     def call(self, x):
         b = self.block
@@ -65,9 +65,6 @@ class DepthToSpace(layers.Layer):
         x = ops.reshape(x, (n, h, w, b, b, c // (b * b)))
         x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
         return ops.reshape(x, (n, h * b, w * b, c // (b * b)))
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "block": self.block}
 
 
 @keras.saving.register_keras_serializable("deblur")
