@@ -31,6 +31,7 @@ class Config:
     enc_blocks: tuple[int, ...] = (1, 1, 2)
     mid_blocks: int = 4
     dec_blocks: tuple[int, ...] = (1, 1, 1)
+    kernel_sizes: tuple[int, ...] = ()          # nafunet depthwise kernel per level + middle; () = all 3
     discriminator: str = "patchgan"             # patchgan | multiscale
     disc_width: int = 32
     # losses

@@ -126,7 +126,7 @@ def random_kernel(rng: np.random.Generator, max_extent: float = 41.0,
     elif family == "line":
         kernel = line_kernel(rng, rng.uniform(3, min(35.0, max_extent)))
     elif family == "defocus":
-        kernel = defocus_kernel(rng, rng.uniform(2, min(11.0, max_extent)))
+        kernel = defocus_kernel(rng, rng.uniform(2, min(21.0, max_extent)))
     elif family == "blob":
         kernel = blob_kernel(rng, rng.uniform(5, max_extent))
     else:

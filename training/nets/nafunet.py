@@ -2,8 +2,10 @@
 
 Why this shape (CPU is the budget): the 2× pixel-unshuffle makes every layer run at ≤ ¼ of the
 pixels; doubling channels while halving resolution keeps each level's cost equal, so most depth
-sits at 1/16 scale where a 3×3 depthwise conv sees ±24 px — the receptive field blur up to ~41 px
-needs. Blocks are NAFNet's (LayerNorm, 1×1 expand, depthwise 3×3, SimpleGate, gated FFN) minus the
+sits at 1/16 scale. Depthwise kernels can be larger per level (`kernel_sizes`, LaKDNet-style large
+kernels): a 7×7 depthwise conv at ⅛ scale sees ±24 px for a few hundred MACs per pixel, and blur up
+to ~41 px needs that reach (a 3×3-only net measured an effective receptive field of about ±24 px).
+Blocks are NAFNet's (LayerNorm, 1×1 expand, depthwise k×k, SimpleGate, gated FFN) minus the
 global channel attention: a global pool would make tiled and whole-image outputs differ. The output
 is a residual added to the input, so an untrained network is the identity, not noise.
 """
@@ -18,11 +20,11 @@ from keras import layers
 from training.nets.layers import CropLike, DepthToSpace, LayerScale, PadToMultiple, SimpleGate, SpaceToDepth
 
 
-def naf_block(x, channels: int, name: str):
+def naf_block(x, channels: int, name: str, kernel: int = 3):
     """NAFNet block without the global attention (tile-safe)."""
     y = layers.LayerNormalization(epsilon=1e-6, name=f"{name}_norm1")(x)
     y = layers.Conv2D(2 * channels, 1, name=f"{name}_expand")(y)
-    y = layers.DepthwiseConv2D(3, padding="same", name=f"{name}_dw")(y)
+    y = layers.DepthwiseConv2D(kernel, padding="same", name=f"{name}_dw")(y)
     y = SimpleGate(name=f"{name}_gate1")(y)
     y = layers.Conv2D(channels, 1, name=f"{name}_project")(y)
     x = layers.Add(name=f"{name}_res1")([x, LayerScale(name=f"{name}_beta")(y)])
@@ -34,8 +36,16 @@ def naf_block(x, channels: int, name: str):
 
 
 def build_nafunet(width: int = 24, enc_blocks: Sequence[int] = (1, 1, 2), mid_blocks: int = 4,
-                  dec_blocks: Sequence[int] = (1, 1, 1), name: str = "nafunet") -> keras.Model:
-    """NHWC RGB [0, 1] in → same size out; any H, W (pads itself to `size_multiple`)."""
+                  dec_blocks: Sequence[int] = (1, 1, 1), kernel_sizes: Sequence[int] | None = None,
+                  name: str = "nafunet") -> keras.Model:
+    """NHWC RGB [0, 1] in → same size out; any H, W (pads itself to `size_multiple`).
+
+    `kernel_sizes` gives the depthwise kernel of each level, encoder/decoder levels then the middle
+    (default 3 everywhere)."""
+    kernel_sizes = tuple(kernel_sizes or (3,) * (len(enc_blocks) + 1))
+    if len(kernel_sizes) != len(enc_blocks) + 1 or any(k < 1 or k % 2 == 0 for k in kernel_sizes):
+        raise ValueError(f"kernel_sizes must be {len(enc_blocks) + 1} odd sizes (one per level and the middle), "
+                         f"got {kernel_sizes}")
     multiple = 2 * 2 ** len(enc_blocks)
     inputs = keras.Input((None, None, 3), name="blurry")
     x = PadToMultiple(multiple, name="pad")(inputs)
@@ -43,18 +53,18 @@ def build_nafunet(width: int = 24, enc_blocks: Sequence[int] = (1, 1, 2), mid_bl
     skips, channels = [], width
     for level, n in enumerate(enc_blocks):
         for i in range(n):
-            h = naf_block(h, channels, f"enc{level}_{i}")
+            h = naf_block(h, channels, f"enc{level}_{i}", kernel_sizes[level])
         skips.append(h)
         h = layers.Conv2D(2 * channels, 2, strides=2, name=f"down{level}")(h)
         channels *= 2
     for i in range(mid_blocks):
-        h = naf_block(h, channels, f"mid_{i}")
+        h = naf_block(h, channels, f"mid_{i}", kernel_sizes[-1])
     for level, n in reversed(list(enumerate(dec_blocks))):
         h = layers.Conv2D(2 * channels, 1, use_bias=False, name=f"up{level}")(h)
         channels //= 2
         h = layers.Add(name=f"skip{level}")([DepthToSpace(2, name=f"shuffle{level}")(h), skips[level]])
         for i in range(n):
-            h = naf_block(h, channels, f"dec{level}_{i}")
+            h = naf_block(h, channels, f"dec{level}_{i}", kernel_sizes[level])
     h = layers.Conv2D(12, 3, padding="same", kernel_initializer="zeros", name="head")(h)
     x = layers.Add(name="residual")([x, DepthToSpace(2, name="shuffle_out")(h)])
     outputs = CropLike(name="sharp")(x, inputs)
