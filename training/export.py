@@ -2,6 +2,9 @@
 
     deblur-export --run-dir runs/phase2 --out models/deblur-generator.onnx --version 1.0.0
 
+The NAF U-Net is written straight into an NCHW graph (training/onnx_nchw.py); `--tf2onnx` converts
+it with tf2onnx instead (the only path for other generators).
+
 The contract (DESIGN.md): input `blurry`, output `sharp`, float32 NHWC RGB in [0, 1] with dynamic
 N/H/W, opset ≥ 17, and metadata_props carrying name, version, size multiple, normalisation and a
 training summary. Parity is checked on random inputs of two sizes, one of them not a multiple of
@@ -29,6 +32,7 @@ import tf2onnx  # noqa: E402
 
 from training.config import Config  # noqa: E402
 from training.nets import build_generator  # noqa: E402
+from training.onnx_nchw import is_nafunet, nafunet_to_onnx  # noqa: E402
 
 PARITY_SHAPES = ((1, 64, 96, 3), (2, 77, 131, 3))
 
@@ -37,7 +41,14 @@ class ParityError(RuntimeError):
     """ONNX Runtime's output differs from TensorFlow's: the exported file would not be the model."""
 
 
-def to_onnx(generator: keras.Model, opset: int = 17) -> onnx.ModelProto:
+def to_onnx(generator: keras.Model, opset: int = 17, direct: bool = True) -> onnx.ModelProto:
+    """The NAF U-Net is written directly as an NCHW graph (training.onnx_nchw); others go through tf2onnx."""
+    if direct and is_nafunet(generator):
+        return nafunet_to_onnx(generator, opset)
+    return tf2onnx_graph(generator, opset)
+
+
+def tf2onnx_graph(generator: keras.Model, opset: int = 17) -> onnx.ModelProto:
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="blurry")])
     def serve(blurry):
         return {"sharp": generator(blurry, training=False)}
@@ -66,9 +77,9 @@ def check_parity(reference: Callable[[np.ndarray], np.ndarray], model: onnx.Mode
 
 def export_generator(generator: keras.Model, out: Path, metadata: dict[str, str], opset: int = 17,
                      tolerance: float = 1e-4, reference: Callable[[np.ndarray], np.ndarray] | None = None,
-                     simplify: bool = False) -> float:
+                     simplify: bool = False, direct: bool = True) -> float:
     """Convert, stamp metadata, check parity, then write atomically. Returns the max parity error."""
-    model = to_onnx(generator, opset)
+    model = to_onnx(generator, opset, direct)
     if simplify:
         import onnxslim
 
@@ -111,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--simplify", action="store_true", help="run onnxslim on the graph (needs onnxslim)")
+    parser.add_argument("--tf2onnx", action="store_true",
+                        help="convert with tf2onnx even for the NAF U-Net (default: the direct NCHW graph)")
     args = parser.parse_args(argv)
     config = args.config or (args.run_dir / "config.json" if args.run_dir else None)
     weights = args.weights or (args.run_dir / "generator.weights.h5" if args.run_dir else None)
@@ -123,12 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     generator, cfg = load_generator(config, weights)
     metadata = {"name": args.name, "version": args.version, "trained": "true",
                 "architecture": f"{cfg.generator} width={cfg.width} enc={list(cfg.enc_blocks)} "
-                                f"mid={cfg.mid_blocks} dec={list(cfg.dec_blocks)}",
+                                f"mid={cfg.mid_blocks} dec={list(cfg.dec_blocks)}"
+                                + (f" kernels={list(cfg.kernel_sizes)}" if cfg.kernel_sizes else ""),
                 "training": args.summary or f"{cfg.steps} steps, batch {cfg.batch}x{cfg.crop}^2, see models/README.md"}
     if args.metrics:
         metadata["metrics"] = json.dumps(json.loads(args.metrics.read_text()))
     try:
-        error = export_generator(generator, args.out, metadata, args.opset, args.tolerance, simplify=args.simplify)
+        error = export_generator(generator, args.out, metadata, args.opset, args.tolerance, simplify=args.simplify,
+                                 direct=not args.tf2onnx)
     except ParityError as exc:
         print(f"deblur-export: {exc}", file=sys.stderr)
         return 1
