@@ -47,6 +47,19 @@ def test_rgb_png_is_lossless_through_the_pipe():
     np.testing.assert_array_equal(np.asarray(out), np.asarray(src))
 
 
+def test_png_answers_use_the_fast_zlib_level():
+    """Level 1 (zlib FLEVEL 0, 'fastest') rather than Pillow's default 6: encode time is request latency."""
+    _, enc = roundtrip(png_bytes(photo(64, 48)))
+    data = enc.data
+    idat = data.index(b"IDAT") + 4
+    cmf, flg = data[idat], data[idat + 1]
+    assert cmf & 0x0F == 8 and (cmf * 256 + flg) % 31 == 0  # a zlib stream
+    assert flg >> 6 == 0
+    default = io.BytesIO()
+    Image.open(io.BytesIO(data)).save(default, "PNG")
+    assert default.getvalue()[default.getvalue().index(b"IDAT") + 5] >> 6 == 2  # what Pillow writes by default
+
+
 def test_grayscale_in_grayscale_out():
     src = photo(20, 10, "L")
     d = decode(png_bytes(src))
