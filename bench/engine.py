@@ -7,6 +7,8 @@ threads cannot be measured in one process. Inside a worker both runtimes get the
 the same picture, the same TilePlan (default tile settings) and the same blending (service.tiling):
 TF runs each batch of tiles through a graph-mode tf.function, ORT through Engine.deblur. The two are
 timed round-robin and their outputs compared (max |ORT − TF|) to prove the weights are the same.
+A third runner, `ORT tf2onnx`, is the same weights converted by tf2onnx (`deblur-export --tf2onnx`):
+it measures what the direct NCHW export (training/onnx_nchw.py) gains over the stock converter.
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ def make_engine(model: Path, threads: int, provider: str = "cpu", **tiles: int |
                   tile_overlap=settings["tile_overlap"], tile_batch=settings["tile_batch"])
 
 
-def keras_runner(config: Path, weights: Path, threads: int) -> Any:
-    """The generator in TF/Keras with the given weights, as [N,H,W,3] numpy → numpy (graph mode)."""
+def keras_runner(config: Path, weights: Path, threads: int) -> tuple[Any, Any]:
+    """(the generator in TF/Keras as [N,H,W,3] numpy → numpy in graph mode, the Keras model)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -67,16 +69,35 @@ def keras_runner(config: Path, weights: Path, threads: int) -> Any:
     generator = build_generator(Config.load(config))
     generator.load_weights(weights)
     call = tf.function(lambda x: generator(x, training=False), reduce_retracing=True)
-    return lambda batch: call(tf.constant(batch)).numpy()
+    return (lambda batch: call(tf.constant(batch)).numpy()), generator
+
+
+def tf2onnx_engine(generator: Any, threads: int, tmp: Path, **tiles: int | None) -> Any:
+    """The same Keras weights through tf2onnx, served by the same Engine (metadata copied from nothing)."""
+    import onnx
+
+    from training.export import tf2onnx_graph
+
+    model = tf2onnx_graph(generator)
+    onnx.helper.set_model_props(model, {"name": "tf2onnx", "version": "bench",
+                                        "size_multiple": str(generator.size_multiple)})
+    onnx.save(model, tmp)
+    return make_engine(tmp, threads, **tiles)
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     """Runs in a child process with one thread count; returns the rows as JSON-able data."""
+    import tempfile
+
     from service.tiling import run_tiled
 
     threads = args.worker_threads
-    engine = make_engine(args.model, threads, tile_size=args.tile, tile_overlap=args.overlap, tile_batch=args.batch)
-    tf_run = keras_runner(args.config, args.weights, threads) if args.tf else None
+    tiles = {"tile_size": args.tile, "tile_overlap": args.overlap, "tile_batch": args.batch}
+    engine = make_engine(args.model, threads, **tiles)
+    tf_run, generator = keras_runner(args.config, args.weights, threads) if args.tf else (None, None)
+    stock = None
+    if generator is not None:
+        stock = tf2onnx_engine(generator, threads, Path(tempfile.mkdtemp()) / "tf2onnx.onnx", **tiles)
     sizes = QUICK_SIZES if args.quick else {k: SIZES[k] for k in args.sizes.split(",")}
     repeats = 1 if args.quick else args.repeats
     if tf_run is not None:  # like Engine.warmup: trace/tune the full batch and the single-tile shape up front
@@ -91,10 +112,12 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         if tf_run is not None:
             fns["tf"] = lambda img=img, plan=plan, outs=outs: outs.__setitem__(
                 "tf", np.clip(run_tiled(img, tf_run, plan, engine.tile_batch), 0.0, 1.0))
+            fns["stock"] = lambda img=img: stock.deblur(img)
         warmup = 1 if i == 0 else 0  # same tile shapes at every size: one untimed pass is enough
         times = interleaved(fns, repeats, warmup) if tf_run else {"ort": measure(fns["ort"], repeats, warmup)}
         row = {"label": label, "h": h, "w": w, "tiles": len(plan), "threads": threads,
-               "ort": times["ort"].values, "tf": times["tf"].values if "tf" in times else None}
+               "ort": times["ort"].values, "tf": times["tf"].values if "tf" in times else None,
+               "stock": times["stock"].values if "stock" in times else None}
         if "tf" in outs:
             row["max_diff"] = float(np.max(np.abs(outs["ort"] - outs["tf"])))
         rows.append(row)
@@ -123,7 +146,7 @@ def run(args: argparse.Namespace) -> Report:
         args.tf = False
     results = [spawn(args, int(t)) for t in str(args.threads).split(",")]
     table = Table(["image", "MP", "tiles", "threads", "ORT s", "ORT min–max", "ORT MP/s", "TF s", "TF MP/s",
-                   "TF/ORT", "max abs ORT−TF"])
+                   "TF/ORT", "ORT tf2onnx s", "tf2onnx/direct", "max abs ORT−TF"])
     summary = []
     labels = [r["label"] for r in results[0]["rows"]]
     headline = "720p" if "720p" in labels else labels[-1]  # the 720p target row (a stand-in when --quick)
@@ -132,22 +155,27 @@ def run(args: argparse.Namespace) -> Report:
             mp = r["h"] * r["w"] / 1e6
             ort_s = float(np.median(r["ort"]))
             tf_s = float(np.median(r["tf"])) if r["tf"] else float("nan")
+            stock_s = float(np.median(r["stock"])) if r.get("stock") else float("nan")
             table.add(f"{r['label']} ({r['w']}×{r['h']})", mp, r["tiles"], r["threads"], ort_s,
                       f"{min(r['ort']):.3f}–{max(r['ort']):.3f}", mp / ort_s, tf_s, mp / tf_s, tf_s / ort_s,
-                      r.get("max_diff", float("nan")))
+                      stock_s, stock_s / ort_s, r.get("max_diff", float("nan")))
             if r["label"] == headline and r["threads"] == results[-1]["rows"][0]["threads"]:
                 summary.append((f"{headline} frame, ORT, {r['threads']} threads", f"{ort_s:.3f} s",
                                 "≤ 1.0 s (stretch ≤ 0.5 s)" if headline == "720p" else "-"))
                 if r["tf"]:
                     summary.append((f"ORT speed-up over TF/Keras, {headline}, {r['threads']} threads",
                                     f"{tf_s / ort_s:.2f}×", "≥ 1.5×"))
+                    summary.append((f"direct NCHW export vs tf2onnx, {headline}, {r['threads']} threads",
+                                    f"{stock_s / ort_s:.2f}× faster", "-"))
     worst = max((r.get("max_diff", 0.0) for res in results for r in res["rows"]), default=0.0)
     t = results[0]["tiles"]
     n = len(results[0]["rows"][0]["ort"])
     body = (f"Provider {results[0]['provider']}; tiles {t['tile']} px, overlap {t['overlap']}, batch {t['batch']} "
             f"(the service defaults unless overridden). TF/Keras: the same weights, graph-mode `tf.function`, "
             f"**tiled with the same plan and blending** as the engine; intra/inter-op threads = the ORT thread "
-            f"count. Times are whole-image wall seconds, median of {n}, ORT and TF interleaved in one process.\n\n"
+            f"count. `ORT tf2onnx`: the same weights converted by tf2onnx instead of the direct NCHW graph, "
+            f"same Engine. "
+            f"Times are whole-image wall seconds, median of {n}, all runners interleaved in one process.\n\n"
             + table.markdown())
     if worst > 1e-3:
         body += (f"\n\n**Warning: ORT and TF outputs differ by up to {worst:.3g}: the Keras weights are not the "
