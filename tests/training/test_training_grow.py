@@ -83,3 +83,35 @@ def test_grow_cli_writes_weights_the_trainer_can_load(tmp_path: Path, capsys) ->
     assert grow_main(["--from-config", str(large), "--weights", str(out), "--to-config", str(small),
                       "--out", str(tmp_path / "x.weights.h5")]) == 2
     assert "cannot shrink" in capsys.readouterr().err
+
+
+def test_receptive_field_grows_with_the_kernels_and_scales_are_reported() -> None:
+    from training.receptive_field import layer_scales, mass_beyond
+
+    images = np.random.default_rng(4).random((2, 96, 96, 3), dtype=np.float32)
+    small = _randomised(TINY, seed=6)
+    large = build_generator(Config.load(None, LARGE))
+    grow_weights(small, large)
+    before = mass_beyond(large, images, radii=(0, 12, 40))
+    for layer in large.layers:  # give the grown outer taps weight, as training does
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel + 0.05, bias])
+    after = mass_beyond(large, images, radii=(0, 12, 40))
+    assert before[0] == pytest.approx(after[0], abs=0.2) and 0.5 < after[0] <= 1.0
+    assert after[12] > before[12] and after[40] >= before[40]
+    assert set(layer_scales(large)) == {"enc0", "enc1", "mid", "dec1", "dec0"}
+
+
+def test_receptive_field_cli_on_held_out_photos(photo_dir: Path, tmp_path: Path, capsys) -> None:
+    from training.receptive_field import main as rf_main
+
+    config = tmp_path / "c.json"
+    config.write_text(Config.load(None, TINY).to_json())
+    _randomised(TINY).save_weights(tmp_path / "w.weights.h5")
+    args = ["--config", str(config), "--weights", str(tmp_path / "w.weights.h5"), "--size", "48", "--images", "2"]
+    assert rf_main(args + ["--photos", str(photo_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "| gradient mass beyond r |" in out and "mid " in out
+    assert rf_main(args + ["--photos", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
