@@ -21,13 +21,15 @@ def read_curve(logs: list[Path]) -> list[dict]:
     for phase, path in enumerate(logs, start=1):
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
+        validated = {}  # by step: a resumed run may log a step twice; the later line wins
         for row in rows:
             if row["val_psnr"]:
                 psnr = float(row["val_psnr"])
-                points.append({"phase": phase, "step": int(row["step"]), "psnr": psnr,
-                               "hours": (offset + float(row["wall_s"])) / 3600,
-                               "gain": psnr - float(row["input_psnr"]), "ssim": float(row["val_ssim"])})
-        offset += float(rows[-1]["wall_s"]) if rows else 0.0
+                validated[int(row["step"])] = {"phase": phase, "step": int(row["step"]), "psnr": psnr,
+                                               "hours": (offset + float(row["wall_s"])) / 3600,
+                                               "gain": psnr - float(row["input_psnr"]), "ssim": float(row["val_ssim"])}
+        points += sorted(validated.values(), key=lambda p: p["step"])
+        offset += max(float(row["wall_s"]) for row in rows) if rows else 0.0
     return points
 
 
@@ -50,15 +52,16 @@ def draw(points: list[dict], path: Path, size: tuple[int, int] = (640, 320)) -> 
 
     def xy(p):
         return (left + (right - left) * p["step"] / max_step, bottom - (bottom - top) * (p["gain"] - lo) / (hi - lo))
-    colours = ["#1f77b4", "#d62728", "#2ca02c"]
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e"]
     for a, b in zip(points, points[1:], strict=False):
-        d.line([xy(a), xy(b)], fill=colours[(b["phase"] - 1) % 3], width=2)
+        d.line([xy(a), xy(b)], fill=colours[(b["phase"] - 1) % len(colours)], width=2)
     for v in range(int(lo), int(hi) + 1):
         y = bottom - (bottom - top) * (v - lo) / (hi - lo)
         d.text((8, y - 6), f"{v:+d} dB", fill="black")
     d.text((left, bottom + 8), "0", fill="black")
     d.text((right - 60, bottom + 8), f"{max_step} steps", fill="black")
-    d.text((left + 10, top), "validation PSNR gain over the blurred input (phase 1 blue, 2 red)", fill="black")
+    d.text((left + 10, top), "validation gain over the blurred input, phases 1-4: blue, red, green, orange",
+           fill="black")
     img.save(path)
 
 

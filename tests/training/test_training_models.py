@@ -177,3 +177,7 @@ def test_learning_curve_table_and_png(tmp_path: Path) -> None:
     assert points[-1]["hours"] == pytest.approx((720 + 1080) / 3600)
     assert points[-1]["gain"] == pytest.approx(1.2)
     assert (tmp_path / "c.png").stat().st_size > 1000
+    with open(logs[1], "a", newline="") as f:  # a resumed run logs step 300 again, later and better
+        csv.writer(f).writerows([[250, 900, "", "", ""], [300, 1100, 25 + 1.3, 25, 0.8]])
+    points = read_curve(logs)
+    assert [p["step"] for p in points] == [100, 200, 300] and points[-1]["gain"] == pytest.approx(1.3)
