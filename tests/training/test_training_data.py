@@ -145,3 +145,24 @@ def test_protocol_is_fixed_per_photo_name() -> None:
     b = protocol_pair(sharp, "x.jpg")
     assert np.array_equal(a[0], b[0]) and a[2:] == b[2:]
     assert a[0].shape == a[1].shape
+
+
+def test_photo_fetcher_keeps_really_blurred_photos_out_of_training(tmp_path) -> None:
+    """A photo listed as really blurred goes to real-blur/ only, and a stale training copy is removed."""
+    from PIL import Image
+
+    from training.data.photos import _collect
+
+    root = tmp_path / "pkg"
+    (root / "img").mkdir(parents=True)
+    for name in ("sharp.jpg", "Storm.jpg"):
+        Image.new("RGB", (40, 30), "gray").save(root / "img" / name)
+    out = tmp_path / "photos"
+    (out / "train" / "pkg").mkdir(parents=True)
+    (out / "train" / "pkg" / "Storm.jpg").write_bytes(b"left by an older fetch")
+    sources: list[dict] = []
+    _collect(root, ["img/*.jpg"], out / "train" / "pkg", "pkg", "1.0", "lic", sources, exclude=["img/Storm.jpg"])
+    _collect(root, ["img/Storm.jpg"], out / "real-blur", "pkg", "1.0", "lic", sources)
+    assert sorted(p.name for p in (out / "train" / "pkg").iterdir()) == ["sharp.jpg"]
+    assert [p.name for p in (out / "real-blur").iterdir()] == ["Storm.jpg"]
+    assert [(s["file"], s["folder"]) for s in sources] == [("sharp.jpg", "pkg"), ("Storm.jpg", "real-blur")]

