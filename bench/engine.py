@@ -72,8 +72,10 @@ def keras_runner(config: Path, weights: Path, threads: int) -> tuple[Any, Any]:
     return (lambda batch: call(tf.constant(batch)).numpy()), generator
 
 
-def tf2onnx_engine(generator: Any, threads: int, tmp: Path, **tiles: int | None) -> Any:
-    """The same Keras weights through tf2onnx, served by the same Engine (metadata copied from nothing)."""
+def tf2onnx_engine(generator: Any, threads: int, **tiles: int | None) -> Any:
+    """The same Keras weights through tf2onnx, served by the same Engine (the file is read once, then removed)."""
+    import tempfile
+
     import onnx
 
     from training.export import tf2onnx_graph
@@ -81,23 +83,20 @@ def tf2onnx_engine(generator: Any, threads: int, tmp: Path, **tiles: int | None)
     model = tf2onnx_graph(generator)
     onnx.helper.set_model_props(model, {"name": "tf2onnx", "version": "bench",
                                         "size_multiple": str(generator.size_multiple)})
-    onnx.save(model, tmp)
-    return make_engine(tmp, threads, **tiles)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx.save(model, Path(tmp) / "tf2onnx.onnx")
+        return make_engine(Path(tmp) / "tf2onnx.onnx", threads, **tiles)
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     """Runs in a child process with one thread count; returns the rows as JSON-able data."""
-    import tempfile
-
     from service.tiling import run_tiled
 
     threads = args.worker_threads
     tiles = {"tile_size": args.tile, "tile_overlap": args.overlap, "tile_batch": args.batch}
     engine = make_engine(args.model, threads, **tiles)
     tf_run, generator = keras_runner(args.config, args.weights, threads) if args.tf else (None, None)
-    stock = None
-    if generator is not None:
-        stock = tf2onnx_engine(generator, threads, Path(tempfile.mkdtemp()) / "tf2onnx.onnx", **tiles)
+    stock = tf2onnx_engine(generator, threads, **tiles) if generator is not None else None
     sizes = QUICK_SIZES if args.quick else {k: SIZES[k] for k in args.sizes.split(",")}
     repeats = 1 if args.quick else args.repeats
     if tf_run is not None:  # like Engine.warmup: trace/tune the full batch and the single-tile shape up front

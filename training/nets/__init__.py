@@ -13,7 +13,7 @@ GENERATORS = ("nafunet", "resnet")
 
 def build_generator(cfg) -> keras.Model:
     if cfg.generator == "nafunet":
-        return build_nafunet(cfg.width, cfg.enc_blocks, cfg.mid_blocks, cfg.dec_blocks, cfg.kernel_sizes or None)
+        return build_nafunet(cfg.width, cfg.enc_blocks, cfg.mid_blocks, cfg.dec_blocks, cfg.kernel_sizes)
     if cfg.generator == "resnet":
         return build_resnet_generator(width=cfg.width)
     raise ValueError(f"unknown generator {cfg.generator!r}: use one of {', '.join(GENERATORS)}")
