@@ -32,7 +32,7 @@ OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 DEFAULT_QUALITY = {"jpeg": 92, "webp": 90}
 # zlib level 1 (OpenCV's default too): on a 720p answer Pillow's default 6 took 0.32 s, 30 % of the
-# request, for files ~10-20 % smaller; PNG stays lossless either way (bench/http.py measures it).
+# request, for a file 8 % smaller (1411 vs 1538 KB, bench.http); PNG stays lossless either way.
 PNG_COMPRESS_LEVEL = 1
 SUPPORTED_TEXT = "PNG, JPEG, WebP, BMP, TIFF"
 _ORIENTATION = ExifTags.Base.Orientation
