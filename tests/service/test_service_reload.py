@@ -179,6 +179,8 @@ def test_reload_under_load_on_the_real_server(tmp_path):
             assert r.status_code == 200 and r.json()["model"]["version"] == "v2", r.text
             assert version() == "v2"
             assert any(s < t1 and e > t0 for s, e, *_ in load.results), "no request overlapped the reload"
+            # v2 must answer some of the load before v3 replaces it (else the test races the next reload)
+            wait_for(lambda: any(r[3] == "v2" for r in load.results), what="a load request answered by v2")
 
             publish(model, "v3", seed=2)
             os.kill(proc.pid, signal.SIGHUP)
