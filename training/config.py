@@ -19,7 +19,7 @@ class Config:
     val_crop: int = 256
     crop: int = 128
     batch: int = 8
-    scale_range: tuple[float, float] = (0.35, 1.0)  # random downscale of photos before cropping
+    scale_range: tuple[float, float] = (0.5, 1.0)  # random downscale before cropping (eval runs at 1×)
     max_blur: float = 41.0                      # largest kernel extent (px)
     kernel_weights: tuple[float, ...] = (0.4, 0.25, 0.1, 0.15, 0.1)  # shake, line, defocus, blob, gaussian
     max_noise: float = 0.02

@@ -14,6 +14,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 CORES = 2  # the machine the shipped model was trained on
+COLOURS = [("#1f77b4", "blue"), ("#d62728", "red"), ("#2ca02c", "green"), ("#ff7f0e", "orange"),
+           ("#9467bd", "purple"), ("#8c564b", "brown")]
 
 
 def read_curve(logs: list[Path]) -> list[dict]:
@@ -52,16 +54,16 @@ def draw(points: list[dict], path: Path, size: tuple[int, int] = (640, 320)) -> 
 
     def xy(p):
         return (left + (right - left) * p["step"] / max_step, bottom - (bottom - top) * (p["gain"] - lo) / (hi - lo))
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e"]
     for a, b in zip(points, points[1:], strict=False):
-        d.line([xy(a), xy(b)], fill=colours[(b["phase"] - 1) % len(colours)], width=2)
+        d.line([xy(a), xy(b)], fill=COLOURS[(b["phase"] - 1) % len(COLOURS)][0], width=2)
     for v in range(int(lo), int(hi) + 1):
         y = bottom - (bottom - top) * (v - lo) / (hi - lo)
         d.text((8, y - 6), f"{v:+d} dB", fill="black")
     d.text((left, bottom + 8), "0", fill="black")
     d.text((right - 60, bottom + 8), f"{max_step} steps", fill="black")
-    d.text((left + 10, top), "validation gain over the blurred input, phases 1-4: blue, red, green, orange",
-           fill="black")
+    phases = max(p["phase"] for p in points)
+    names = ", ".join(COLOURS[i % len(COLOURS)][1] for i in range(phases))
+    d.text((left + 10, top), f"validation gain over the blurred input, phases 1-{phases}: {names}", fill="black")
     img.save(path)
 
 

@@ -71,7 +71,7 @@ class SyntheticPairs:
     """Index → (blurred, sharp) float32 crops in [0, 1], deterministic per (seed, index)."""
 
     def __init__(self, photos: list[np.ndarray], crop: int, seed: int, max_blur: float = 41.0,
-                 scale_range: tuple[float, float] = (0.35, 1.0), kernel_weights: Sequence[float] | None = None,
+                 scale_range: tuple[float, float] = (0.5, 1.0), kernel_weights: Sequence[float] | None = None,
                  max_noise: float = 0.02, jpeg_prob: float = 0.25, augment: bool = True) -> None:
         if not photos:
             raise DataError("no usable photos left after skipping unreadable/too-small files")
