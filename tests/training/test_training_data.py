@@ -76,6 +76,21 @@ def test_synthetic_pairs_are_deterministic_per_index(photo_dir: Path) -> None:
     assert a[0].shape == a[1].shape == (48, 48, 3)
 
 
+def test_scale_range_sets_how_far_the_photo_is_downscaled_before_cropping() -> None:
+    """A ramp rising 1/1000 per pixel: a crop's slope tells the scale it was taken at (flips and
+    transposes only change its sign or axis)."""
+    photo = np.rint(np.tile(np.linspace(0, 255, 1001)[None, :, None], (600, 1, 3))).astype(np.uint8)
+
+    def slopes(scale_range: tuple[float, float]) -> list[float]:
+        pairs = SyntheticPairs([photo], 128, seed=1, scale_range=scale_range)
+        regions = [pairs._region(photo, 128, np.random.default_rng(i)) for i in range(12)]
+        return [1000 * float(abs(np.diff(r[64, :, 0]).mean()) + abs(np.diff(r[:, 64, 0]).mean())) for r in regions]
+
+    assert all(0.95 < s < 1.05 for s in slopes((1.0, 1.0)))  # native resolution
+    assert all(1.9 < s < 2.1 for s in slopes((0.5, 0.5)))  # halved: twice the change per pixel
+    assert all(0.95 < s < 2.1 for s in slopes((0.5, 1.0)))
+
+
 def test_validation_split_is_stable_by_file_name() -> None:
     names = [Path(f"img{i}.jpg") for i in range(400)]
     held = [p for p in names if is_validation(p, 0.12)]
