@@ -58,9 +58,9 @@ def protocol_crops(photos: str, size: int, count: int, seed: int = 7) -> np.ndar
     from training.data.synthetic import is_validation, list_images, load_photos
 
     files = [p for p in list_images([photos]) if is_validation(p, 0.12)][:count]
-    photos, kept, _ = load_photos(files, size + 64)  # too-small photos are skipped: pair names with what was kept
+    images, kept, _ = load_photos(files, size + 64)  # too-small photos are skipped: pair names with what was kept
     crops = []
-    for path, photo in zip(kept, photos, strict=True):
+    for path, photo in zip(kept, images, strict=True):
         blurred, _, _, _ = protocol_pair(photo.astype(np.float32) / 255, path.name, seed)
         h, w = blurred.shape[:2]
         crops.append(blurred[(h - size) // 2:(h + size) // 2, (w - size) // 2:(w + size) // 2])

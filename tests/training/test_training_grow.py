@@ -115,3 +115,15 @@ def test_receptive_field_cli_on_held_out_photos(photo_dir: Path, tmp_path: Path,
     assert "| gradient mass beyond r |" in out and "mid " in out
     assert rf_main(args + ["--photos", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_receptive_field_names_the_folder_when_every_held_out_photo_is_too_small(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from training.data.synthetic import is_validation
+    from training.receptive_field import protocol_crops
+
+    name = next(f"p{i}.png" for i in range(1000) if is_validation(Path(f"p{i}.png"), 0.12))
+    Image.new("RGB", (50, 50)).save(tmp_path / name)
+    with pytest.raises(ValueError, match=f"at least 320 px under {tmp_path}"):
+        protocol_crops(str(tmp_path), 256, 4)
