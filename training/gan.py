@@ -43,6 +43,7 @@ class DeblurGAN(keras.Model):
         return loss
 
     def _adversarial(self, real_logits, fake_logits, for_generator: bool):
+        real_logits, fake_logits = tf.cast(real_logits, tf.float32), tf.cast(fake_logits, tf.float32)
         if self.cfg.adversarial == "ralsgan":
             return (losses.ralsgan_g if for_generator else losses.ralsgan_d)(real_logits, fake_logits)
         if self.cfg.adversarial == "wgan-gp":

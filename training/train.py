@@ -86,7 +86,22 @@ def strategy_for_devices() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
 def train(cfg: Config) -> Path:
+    """Run (or resume) one phase; the dtype policy applies to this run only."""
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {cfg.precision!r}: use one of {', '.join(PRECISIONS)}")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(cfg.precision)
+    try:
+        return _train(cfg)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _train(cfg: Config) -> Path:
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(cfg.to_json())

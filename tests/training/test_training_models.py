@@ -46,6 +46,19 @@ def test_generator_is_identity_at_init_and_accepts_any_size() -> None:
     assert g.size_multiple == 8
 
 
+def test_image_path_stays_float32_under_bfloat16() -> None:
+    """Under mixed precision an untrained net is still exactly the identity: the input is never rounded."""
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        g = build_generator(Config.load(None, TINY))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    x = np.random.default_rng(0).random((1, 37, 53, 3), dtype=np.float32)
+    y = g(x).numpy()
+    assert y.dtype == np.float32 and np.array_equal(y, x)
+    assert g.get_layer("stem").compute_dtype == "bfloat16"
+
+
 def test_generator_output_depends_only_on_a_local_window(tiny_generator: keras.Model) -> None:
     """No global pooling: a change far away leaves a pixel untouched (tiles can equal whole images)."""
     x = np.random.default_rng(1).random((1, 256, 256, 3), dtype=np.float32)

@@ -74,6 +74,27 @@ def _cli(args: list[str], **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
+def test_bfloat16_run_trains_float32_weights_and_restores_the_policy(tiny_overrides: list[str]) -> None:
+    import keras
+
+    before = _weights_after(tiny_overrides, "float32")
+    run_dir = train(Config.load(None, [*tiny_overrides, "steps=2", "precision=mixed_bfloat16"]))
+    assert keras.mixed_precision.global_policy().name == "float32"
+    after = _weights(run_dir)
+    assert all(w.dtype == np.float32 for w in after)
+    assert all(np.isfinite(float(r["content"])) for r in _rows(run_dir / "log.csv"))
+    # the same samples, steps and seed: bfloat16 arithmetic moves the weights close to where float32 does
+    changed = [a for a, b in zip(before, after, strict=True) if not np.array_equal(a, b)]
+    assert changed, "bfloat16 gave bit-identical weights: the policy was not applied"
+    assert max(float(np.max(np.abs(a - b))) for a, b in zip(before, after, strict=True)) < 1e-2
+
+
+def _weights_after(tiny_overrides: list[str], precision: str) -> list[np.ndarray]:
+    run_dir = Path(tiny_overrides[1].split("=", 1)[1] + f"_{precision}")
+    train(Config.load(None, [*tiny_overrides, "steps=2", f"precision={precision}", f"run_dir={run_dir}"]))
+    return _weights(run_dir)
+
+
 def test_kill_9_then_the_same_command_resumes(tiny_overrides: list[str]) -> None:
     run_dir = Path(tiny_overrides[1].split("=", 1)[1])
     args = ["--set", *tiny_overrides, "steps=100000", "val_every=1000"]
@@ -107,6 +128,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_overrides: list[str]) -> Non
     ("photos=/does/not/exist", "does not exist"),
     ("generator=vgg", "unknown generator"),
     ("batch=lots", "cannot use"),
+    ("precision=float16", "unknown precision"),
 ])
 def test_cli_rejects_bad_config_with_one_clear_line(tiny_overrides: list[str], override: str, message: str) -> None:
     done = _cli(["--set", *tiny_overrides, "steps=1", override])

@@ -48,7 +48,9 @@ def build_nafunet(width: int = 24, enc_blocks: Sequence[int] = (1, 1, 2), mid_bl
                          f"got {kernel_sizes}")
     multiple = 2 * 2 ** len(enc_blocks)
     inputs = keras.Input((None, None, 3), name="blurry")
-    x = PadToMultiple(multiple, name="pad")(inputs)
+    # The image path (pad, residual add, crop) stays float32 under a mixed-precision policy: the
+    # output is input + correction, and bfloat16 would round the input itself to ~1/256.
+    x = PadToMultiple(multiple, name="pad", dtype="float32")(inputs)
     h = layers.Conv2D(width, 3, padding="same", name="stem")(SpaceToDepth(2, name="unshuffle")(x))
     skips, channels = [], width
     for level, n in enumerate(enc_blocks):
@@ -66,8 +68,9 @@ def build_nafunet(width: int = 24, enc_blocks: Sequence[int] = (1, 1, 2), mid_bl
         for i in range(n):
             h = naf_block(h, channels, f"dec{level}_{i}", kernel_sizes[level])
     h = layers.Conv2D(12, 3, padding="same", kernel_initializer="zeros", name="head")(h)
-    x = layers.Add(name="residual")([x, DepthToSpace(2, name="shuffle_out")(h)])
-    outputs = CropLike(name="sharp")(x, inputs)
+    h = DepthToSpace(2, name="shuffle_out", dtype="float32")(h)
+    x = layers.Add(name="residual", dtype="float32")([x, h])
+    outputs = CropLike(name="sharp", dtype="float32")(x, inputs)
     model = keras.Model(inputs, outputs, name=name)
     model.size_multiple = multiple
     return model
