@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 CORES = 2  # the machine the shipped model was trained on
 COLOURS = [("#1f77b4", "blue"), ("#d62728", "red"), ("#2ca02c", "green"), ("#ff7f0e", "orange"),
-           ("#9467bd", "purple"), ("#8c564b", "brown")]
+           ("#9467bd", "purple"), ("#8c564b", "brown"), ("#e377c2", "pink"), ("#17becf", "cyan")]
 
 
 def read_curve(logs: list[Path]) -> list[dict]:
@@ -43,7 +43,7 @@ def markdown(points: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def draw(points: list[dict], path: Path, size: tuple[int, int] = (640, 320)) -> None:
+def draw(points: list[dict], path: Path, size: tuple[int, int] = (720, 320)) -> None:
     w, h = size
     img = Image.new("RGB", size, "white")
     d = ImageDraw.Draw(img)

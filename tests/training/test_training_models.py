@@ -194,3 +194,16 @@ def test_learning_curve_table_and_png(tmp_path: Path) -> None:
         csv.writer(f).writerows([[250, 900, "", "", ""], [300, 1100, 25 + 1.3, 25, 0.8]])
     points = read_curve(logs)
     assert [p["step"] for p in points] == [100, 200, 300] and points[-1]["gain"] == pytest.approx(1.3)
+
+
+def test_learning_curve_draws_eight_phases_in_eight_colours(tmp_path: Path) -> None:
+    from PIL import Image, ImageColor
+
+    from training.curve import COLOURS, draw
+
+    points = [{"phase": 1 + i // 2, "step": 100 * (i + 1), "gain": 0.1 * i, "hours": i, "psnr": 25.0, "ssim": 0.8}
+              for i in range(16)]
+    draw(points, tmp_path / "c.png")
+    rgb = np.asarray(Image.open(tmp_path / "c.png").convert("RGB"))
+    pixels = set(map(tuple, rgb.reshape(-1, 3).tolist()))
+    assert all(ImageColor.getrgb(hex_) in pixels for hex_, _ in COLOURS[:8])
