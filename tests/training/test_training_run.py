@@ -60,9 +60,11 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_overrides: list[str], tmp_
 
 
 def test_gan_phases_run_with_both_adversarial_losses(tiny_overrides: list[str]) -> None:
-    for loss, disc in (("ralsgan", "patchgan"), ("wgan-gp", "multiscale")):
+    for loss, disc, precision in (("ralsgan", "patchgan", "float32"), ("wgan-gp", "multiscale", "float32"),
+                                  ("ralsgan", "patchgan", "mixed_bfloat16")):
+        run_dir = f"{Path(tiny_overrides[1].split('=')[1])}_{loss}_{precision}"
         cfg = Config.load(None, [*tiny_overrides, "steps=2", "adv_weight=0.01", f"adversarial={loss}",
-                                 f"discriminator={disc}", f"run_dir={Path(tiny_overrides[1].split('=')[1])}_{loss}"])
+                                 f"discriminator={disc}", f"precision={precision}", f"run_dir={run_dir}"])
         run_dir = train(cfg)
         row = _rows(run_dir / "log.csv")[-1]
         assert np.isfinite(float(row["d_loss"])) and np.isfinite(float(row["adv"]))
