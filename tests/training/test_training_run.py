@@ -79,7 +79,8 @@ def _cli(args: list[str], **kw) -> subprocess.Popen:
 def test_bfloat16_run_trains_float32_weights_and_restores_the_policy(tiny_overrides: list[str]) -> None:
     import keras
 
-    before = _weights_after(tiny_overrides, "float32")
+    reference = Path(tiny_overrides[1].split("=", 1)[1] + "_float32")
+    before = _weights(train(Config.load(None, [*tiny_overrides, "steps=2", f"run_dir={reference}"])))
     run_dir = train(Config.load(None, [*tiny_overrides, "steps=2", "precision=mixed_bfloat16"]))
     assert keras.mixed_precision.global_policy().name == "float32"
     after = _weights(run_dir)
@@ -91,10 +92,13 @@ def test_bfloat16_run_trains_float32_weights_and_restores_the_policy(tiny_overri
     assert max(float(np.max(np.abs(a - b))) for a, b in zip(before, after, strict=True)) < 1e-2
 
 
-def _weights_after(tiny_overrides: list[str], precision: str) -> list[np.ndarray]:
-    run_dir = Path(tiny_overrides[1].split("=", 1)[1] + f"_{precision}")
-    train(Config.load(None, [*tiny_overrides, "steps=2", f"precision={precision}", f"run_dir={run_dir}"]))
-    return _weights(run_dir)
+def test_train_step_bench_times_both_precisions() -> None:
+    from bench.train_step import parser, run
+
+    report = run(parser().parse_args(["--quick"]))
+    rows = [line for line in report.body.splitlines() if line.startswith(("| float32", "| mixed_bfloat16"))]
+    assert len(rows) == 2 and all("2 × 64²" in row for row in rows)
+    assert report.summary[0][0] == "train step bf16 speed-up"
 
 
 def test_kill_9_then_the_same_command_resumes(tiny_overrides: list[str]) -> None:
