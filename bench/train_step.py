@@ -20,8 +20,6 @@ import numpy as np
 
 from bench.common import REPO, Report, Table, base_parser, finish, interleaved, psnr, synthetic_photo
 
-PRECISIONS = ("float32", "mixed_bfloat16")
-
 
 def _rel(path: Path) -> str:
     path = Path(path).resolve()
@@ -33,17 +31,15 @@ def _gan(cfg, precision: str, weights: Path | None):
 
     from training.gan import DeblurGAN
     from training.nets import build_discriminator, build_generator
+    from training.train import precision_policy
 
-    keras.mixed_precision.set_global_policy(precision)
-    try:
+    with precision_policy(precision):
         generator = build_generator(cfg)
         if weights:
             generator.load_weights(weights)
         gan = DeblurGAN(generator, build_discriminator(cfg.discriminator, cfg.disc_width), cfg)
         gan.compile(keras.optimizers.AdamW(1e-6, weight_decay=cfg.weight_decay, beta_2=0.99),
                     keras.optimizers.Adam(cfg.disc_lr))
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
     return gan
 
 
@@ -52,6 +48,7 @@ def run(args: argparse.Namespace) -> Report:
     import tensorflow as tf
 
     from training.config import Config
+    from training.train import PRECISIONS
 
     overrides = ["width=8", "enc_blocks=[1]", "mid_blocks=1", "dec_blocks=[1]", "kernel_sizes=[]"] if args.quick else []
     cfg = Config.load(args.config, [*overrides, "adv_weight=0"])

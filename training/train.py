@@ -10,10 +10,12 @@ Kill it at any time; the same command continues from the last checkpoint.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -89,16 +91,23 @@ def strategy_for_devices() -> tf.distribute.Strategy:
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
-def train(cfg: Config) -> Path:
-    """Run (or resume) one phase; the dtype policy applies to this run only."""
-    if cfg.precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {cfg.precision!r}: use one of {', '.join(PRECISIONS)}")
+@contextlib.contextmanager
+def precision_policy(precision: str) -> Iterator[None]:
+    """Keras' global dtype policy for one block only (it is process-wide state), then the previous one."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(cfg.precision)
+    keras.mixed_precision.set_global_policy(precision)
     try:
-        return _train(cfg)
+        yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def train(cfg: Config) -> Path:
+    """Run (or resume) one phase; the dtype policy applies to this run only."""
+    with precision_policy(cfg.precision):
+        return _train(cfg)
 
 
 def _train(cfg: Config) -> Path:
