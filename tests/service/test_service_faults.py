@@ -107,8 +107,10 @@ def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(heavy,
         try:
             httpx.get(f"{server.base}/healthz", timeout=2)
             time.sleep(0.05)
-        except httpx.ConnectError:
-            refused = True  # the listening socket is closed at once
+        except (httpx.ConnectError, httpx.RemoteProtocolError):
+            # the listening socket is closed at once; a connection the kernel accepted just before that
+            # is closed unanswered (uvicorn's shutdown) -- either way the new request is not served
+            refused = True
     for c in clients:
         c.join(120)
     assert refused and server.proc.wait(60) == 0
