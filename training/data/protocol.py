@@ -33,12 +33,12 @@ def seed_for(name: str, seed: int) -> list[int]:
     return [seed, int.from_bytes(hashlib.sha1(name.encode()).digest()[:4], "big")]
 
 
-def protocol_pair(sharp: np.ndarray, name: str, seed: int = 2024) -> tuple[np.ndarray, np.ndarray, str, int]:
-    """(blurred, sharp reference, kernel family, kernel size) for one photo (float32 RGB in [0, 1])."""
+def protocol_pair(sharp: np.ndarray, name: str, seed: int = 2024) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
+    """(blurred, sharp reference, kernel family, kernel) for one photo (float32 RGB in [0, 1])."""
     rng = np.random.default_rng(seed_for(name, seed))
     family, kernel = protocol_kernel(rng)
     blurred = blur_linear(sharp, kernel)
     m = (kernel.shape[0] - 1) // 2
     reference = sharp[m:m + blurred.shape[0], m:m + blurred.shape[1]]
     blurred = quantise(add_noise(blurred, rng, shot=0.0, read=NOISE))
-    return blurred, quantise(reference), family, kernel.shape[0]
+    return blurred, quantise(reference), family, kernel
