@@ -1,4 +1,4 @@
-"""Exact-resume checkpoints: generator, discriminator, both optimizers and the step, in one file.
+"""Exact-resume checkpoints: models, optimizers and the step, in one file (the GAN: 2 models, 2 optimizers).
 
 The file is written beside its final name and renamed into place, so a `kill -9` at any moment
 leaves either the previous checkpoint or the new one, never half of one. The data stream is
@@ -20,10 +20,16 @@ def _variables(obj) -> list:
     return list(obj.variables)
 
 
-def save(path: Path, step: int, phase_start: int, generator: keras.Model, discriminator: keras.Model,
-         g_opt: keras.optimizers.Optimizer, d_opt: keras.optimizers.Optimizer) -> None:
+def gan_parts(generator: keras.Model, discriminator: keras.Model, g_opt: keras.optimizers.Optimizer,
+              d_opt: keras.optimizers.Optimizer) -> dict:
+    """The GAN's state under the prefixes every GAN checkpoint has used."""
+    return {"g": generator, "d": discriminator, "gopt": g_opt, "dopt": d_opt}
+
+
+def save(path: Path, step: int, phase_start: int, parts: dict) -> None:
+    """Write every variable of `parts` (prefix -> model or optimizer) and the step counters."""
     arrays = {"step": np.int64(step), "phase_start": np.int64(phase_start)}
-    for prefix, obj in (("g", generator), ("d", discriminator), ("gopt", g_opt), ("dopt", d_opt)):
+    for prefix, obj in parts.items():
         for i, v in enumerate(_variables(obj)):
             arrays[f"{prefix}/{i:04d}"] = np.asarray(v)
     tmp = path.with_name(path.name + ".tmp")
@@ -34,11 +40,10 @@ def save(path: Path, step: int, phase_start: int, generator: keras.Model, discri
     os.replace(tmp, path)
 
 
-def restore(path: Path, generator: keras.Model, discriminator: keras.Model, g_opt: keras.optimizers.Optimizer,
-            d_opt: keras.optimizers.Optimizer) -> tuple[int, int]:
-    """Load a checkpoint into built models and optimizers; returns (step, phase_start)."""
+def restore(path: Path, parts: dict) -> tuple[int, int]:
+    """Load a checkpoint into built models and optimizers (prefix -> object); returns (step, phase_start)."""
     with np.load(path) as data:
-        for prefix, obj in (("g", generator), ("d", discriminator), ("gopt", g_opt), ("dopt", d_opt)):
+        for prefix, obj in parts.items():
             variables = _variables(obj)
             stored = sorted(k for k in data.files if k.startswith(prefix + "/"))
             if len(stored) != len(variables):

@@ -82,6 +82,6 @@ class TrainingMonitor(keras.callbacks.Callback):
 
     def save(self) -> None:
         gan = self.model
-        checkpoint.save(self.run_dir / "ckpt.npz", self.step, self.phase_start, gan.generator, gan.discriminator,
-                        gan.g_optimizer, gan.d_optimizer)
+        checkpoint.save(self.run_dir / "ckpt.npz", self.step, self.phase_start,
+                        checkpoint.gan_parts(gan.generator, gan.discriminator, gan.g_optimizer, gan.d_optimizer))
         gan.generator.save_weights(self.run_dir / "generator.weights.h5")

@@ -129,7 +129,8 @@ def _train(cfg: Config) -> Path:
         d_opt.build(discriminator.trainable_variables)
         step = phase_start
         if ckpt_path.exists():
-            step, phase_start = checkpoint.restore(ckpt_path, generator, discriminator, g_opt, d_opt)
+            parts = checkpoint.gan_parts(generator, discriminator, g_opt, d_opt)
+            step, phase_start = checkpoint.restore(ckpt_path, parts)
             schedule.total = max(cfg.steps - phase_start, 1)
             log.info("resumed from %s at step %d", ckpt_path, step)
         elif cfg.init_weights:

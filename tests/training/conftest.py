@@ -24,6 +24,12 @@ def smooth_photo(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def make_photo():
+    """`smooth_photo` for tests that need photos of their own size (conftest modules are not importable)."""
+    return smooth_photo
+
+
+@pytest.fixture(scope="session")
 def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("photos")
     rng = np.random.default_rng(0)

@@ -27,7 +27,8 @@ def _rasterise(points: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray
     return kernel / kernel.sum()
 
 
-def _canvas(extent: float) -> int:
+def canvas_size(extent: float) -> int:
+    """The odd square canvas a kernel of `extent` px is drawn on (one pixel of margin each side)."""
     return int(np.ceil(extent)) // 2 * 2 + 3
 
 
@@ -57,7 +58,7 @@ def shake_trajectory(rng: np.random.Generator, extent: float, steps: int = 512) 
 def shake_kernel(rng: np.random.Generator, extent: float) -> np.ndarray:
     pts = shake_trajectory(rng, extent)
     speed = rng.uniform(0.3, 1.0, size=1) + rng.uniform(0, 0.7) * np.sin(np.linspace(0, rng.uniform(1, 6), len(pts)))
-    return _rasterise(pts, np.clip(speed, 0.05, None), _canvas(extent))
+    return _rasterise(pts, np.clip(speed, 0.05, None), canvas_size(extent))
 
 
 def line_kernel(rng: np.random.Generator, length: float) -> np.ndarray:
@@ -66,12 +67,12 @@ def line_kernel(rng: np.random.Generator, length: float) -> np.ndarray:
     t = np.linspace(-0.5, 0.5, max(int(length * 4), 8))
     pts = np.stack([np.cos(angle) * t, np.sin(angle) * t], 1) * (length - 1)
     ramp = 1 + rng.uniform(-0.8, 0.8) * t * 2 if rng.random() < 0.4 else np.ones_like(t)
-    return _rasterise(pts, ramp, _canvas(length))
+    return _rasterise(pts, ramp, canvas_size(length))
 
 
 def defocus_kernel(rng: np.random.Generator, diameter: float) -> np.ndarray:
     """Anti-aliased disc (out-of-focus aperture), optionally with a brighter rim."""
-    size = _canvas(diameter)
+    size = canvas_size(diameter)
     r = diameter / 2
     yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
     dist = np.hypot(xx, yy)
@@ -88,7 +89,7 @@ def blob_kernel(rng: np.random.Generator, extent: float) -> np.ndarray:
     span = max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1]), 1e-9)
     sigma = extent * rng.uniform(0.08, 0.2)
     pts = pts * (extent - 4 * sigma) / span if extent > 4 * sigma else pts * 0
-    size = _canvas(extent)
+    size = canvas_size(extent)
     pts = pts - pts.mean(0) + (size - 1) / 2
     yy, xx = np.mgrid[:size, :size]
     kernel = sum(w * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
@@ -98,7 +99,7 @@ def blob_kernel(rng: np.random.Generator, extent: float) -> np.ndarray:
 
 def gaussian_kernel(rng: np.random.Generator, extent: float) -> np.ndarray:
     """Anisotropic Gaussian: mild defocus or slight shake."""
-    size = _canvas(extent)
+    size = canvas_size(extent)
     yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
     a = rng.uniform(0, np.pi)
     s1 = extent / 6

@@ -15,12 +15,16 @@ import tensorflow as tf
 Sampler = Callable[[int], tuple[np.ndarray, np.ndarray]]
 
 
-def train_dataset(sampler: Sampler, crop: int, batch: int, start_step: int = 0) -> tf.data.Dataset:
+def train_dataset(sampler: Sampler, crop: int, batch: int, start_step: int = 0,
+                  shapes: tuple[tuple[int, ...], ...] | None = None) -> tf.data.Dataset:
+    """Batches of the sampler's float32 arrays; `shapes` defaults to (blurred, sharp) crops."""
+    shapes = shapes or ((crop, crop, 3), (crop, crop, 3))
+
     def make(index):
-        blur, sharp = tf.numpy_function(lambda i: sampler(int(i)), [index], [tf.float32, tf.float32])
-        blur.set_shape((crop, crop, 3))
-        sharp.set_shape((crop, crop, 3))
-        return blur, sharp
+        arrays = tf.numpy_function(lambda i: sampler(int(i)), [index], [tf.float32] * len(shapes))
+        for array, shape in zip(arrays, shapes, strict=True):
+            array.set_shape(shape)
+        return tuple(arrays)
 
     ds = tf.data.Dataset.range(start_step * batch, 2**62)
     ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

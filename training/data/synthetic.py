@@ -81,11 +81,16 @@ class SyntheticPairs:
         self.max_noise, self.jpeg_prob = max_noise, jpeg_prob
 
     def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        blurred, sharp, _ = self.with_kernel(index)
+        return blurred, sharp
+
+    def with_kernel(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(blurred, sharp, the kernel that made it): what kernel estimators train on."""
         rng = np.random.default_rng([self.seed, int(index)])
         photo = self.photos[rng.integers(len(self.photos))]
         _, kernel = random_kernel(rng, self.max_blur, self.kernel_weights)
         region = self._region(photo, self.crop + kernel.shape[0] - 1, rng)
-        return degrade(region, kernel, rng, self.max_noise, self.jpeg_prob)
+        return (*degrade(region, kernel, rng, self.max_noise, self.jpeg_prob), kernel)
 
     def _region(self, photo: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
         """A random crop of `size`² after a random downscale (Lanczos), flip and transpose."""

@@ -1,0 +1,116 @@
+"""Kernel-estimation benchmark (issue 15): every estimator scored the same way on both protocols.
+
+    python -m bench.kernel_estimation [--guide runs/estimator1/guide.onnx] [--limit N] [--markdown]
+
+For each case (own protocol: the training generator's kernels on a 512² crop of each held-out photo;
+independent protocol: training/data/independent.py) and each estimator it reports
+- kernel L1 to the true kernel, both centred on their centroids (0 = perfect, 2 = disjoint);
+- aligned PSNR gain (±6 px, training/scoring.py) of the same Wiener deconvolution
+  (service/deconvolution.py, fixed weight) run with the estimate, beside the same run with the true kernel;
+- seconds per megapixel of the estimation alone (median over the cases, this machine).
+Estimators: the true kernel (the ceiling), a 9×9 box (what "always guess the mean" earns), the shipped
+generator's output as guide with Cho & Lee's top-10 % gradient selection, and a trained guide network.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import Report, Table, base_parser, finish
+from service.deconvolution import DEFAULT_WEIGHT, wiener
+from service.engine import Engine
+from service.kernel_estimation import EDGE_FRACTION, centre_on_centroid, clean_kernel, least_squares_kernel
+from training.data.independent import CROP, independent_cases
+from training.data.protocol import protocol_pair
+from training.data.synthetic import is_validation, list_images
+from training.evaluate import load_rgb
+from training.scoring import aligned_psnr
+
+CANVAS = 45
+WIENER_WEIGHT = DEFAULT_WEIGHT
+Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (blurred, true kernel) -> kernel
+
+
+def own_cases(photos: str, limit: int) -> Iterator[tuple[str, np.ndarray, np.ndarray, str, np.ndarray]]:
+    files = [p for p in list_images([photos]) if is_validation(p, 0.12)][:limit or None]
+    for path in files:
+        photo = load_rgb(path, 1024)
+        h, w = photo.shape[:2]
+        y, x = max(0, (h - CROP) // 2), max(0, (w - CROP) // 2)
+        yield (path.name, *protocol_pair(photo[y:y + CROP, x:x + CROP], path.name))
+
+
+def kernel_l1(estimate: np.ndarray, truth: np.ndarray) -> float:
+    size = max(estimate.shape[0], truth.shape[0]) + 8
+    return float(np.abs(centre_on_centroid(estimate, size) - centre_on_centroid(truth, size)).sum())
+
+
+def guided(engine: Engine, edge_fraction: float) -> Estimator:
+    def estimate(blurred: np.ndarray, _truth: np.ndarray) -> np.ndarray:
+        return clean_kernel(least_squares_kernel(blurred, engine.deblur(blurred).image, CANVAS, edge_fraction))
+    return estimate
+
+
+def estimators(model: Path, guide: Path | None) -> dict[str, Estimator]:
+    shipped = Engine(model, providers=("cpu",), threads=1)
+    found: dict[str, Estimator] = {
+        "true kernel (ceiling)": lambda b, k: k,
+        "9x9 box (mean guess)": lambda b, k: np.full((9, 9), 1 / 81),
+        f"shipped model as guide, top {EDGE_FRACTION:.0%} edges": guided(shipped, EDGE_FRACTION),
+    }
+    if guide:
+        learned = Engine(guide, providers=("cpu",), threads=1)
+        found[f"learned guide ({guide.parent.name})"] = guided(learned, EDGE_FRACTION)
+    return found
+
+
+def score(cases, methods: dict[str, Estimator]) -> dict[str, dict[str, list[float]]]:
+    results = {name: {"l1": [], "gain": [], "true_gain": [], "s_per_mp": []} for name in methods}
+    for case, blurred, sharp, family, kernel in cases:
+        base = aligned_psnr(blurred, sharp)[0]
+        true_gain = aligned_psnr(wiener(blurred, kernel, WIENER_WEIGHT), sharp)[0] - base
+        line = []
+        for name, method in methods.items():
+            start = time.perf_counter()
+            estimate = method(blurred, kernel)
+            seconds = time.perf_counter() - start
+            r = results[name]
+            r["l1"].append(kernel_l1(estimate, kernel))
+            r["gain"].append(aligned_psnr(wiener(blurred, estimate, WIENER_WEIGHT), sharp)[0] - base)
+            r["true_gain"].append(true_gain)
+            r["s_per_mp"].append(seconds / (blurred.shape[0] * blurred.shape[1] / 1e6))
+            line.append(f"{r['l1'][-1]:.2f}/{r['gain'][-1]:+.2f}")
+        print(f"{case[:36]:36s} {family:8s} {kernel.shape[0]:3d}px  " + "  ".join(line), flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = base_parser("kernel_estimation", __doc__.splitlines()[0])
+    p.add_argument("--guide", type=Path, help="a trained guide network (ONNX, e.g. a deblur-export of a "
+                   "deblur-train-estimator run)")
+    p.add_argument("--photos", default="data/photos/train", help="own protocol: held-out photos of this folder")
+    p.add_argument("--independent", default="data/photos/independent", help="the independent protocol's photos")
+    p.add_argument("--limit", type=int, default=0, help="at most N photos per protocol (0 = all)")
+    args = p.parse_args(argv)
+    methods = estimators(args.model, args.guide)
+    photos = [(q.name, load_rgb(q, 2048)) for q in list_images([args.independent])][:args.limit or None]
+    protocols = {"own": own_cases(args.photos, args.limit), "independent": independent_cases(photos)}
+    table = Table(["protocol", "estimator", "cases", "kernel L1", "Wiener gain, estimate (aligned dB)",
+                   "Wiener gain, true kernel", "worse than input", "estimation s/MP"])
+    for protocol, cases in protocols.items():
+        for name, r in score(cases, methods).items():
+            table.add(protocol, name, len(r["l1"]), float(np.mean(r["l1"])), float(np.mean(r["gain"])),
+                      float(np.mean(r["true_gain"])), int(np.sum(np.array(r["gain"]) < 0)),
+                      float(np.median(r["s_per_mp"])))
+    body = (f"Wiener weight {WIENER_WEIGHT} (gradient prior, linear light), canvas {CANVAS} px, "
+            f"one thread.\n\n{table.markdown()}")
+    finish(Report("kernel_estimation", "Kernel estimation: every estimator, both protocols", body), args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,131 @@
+"""The kernel-aware pieces (issue 15): the independent protocol, aligned scores, Wiener deconvolution,
+the least-squares kernel (numpy and TF must agree) and the estimator's training run."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.deconvolution import wiener
+from service.kernel_estimation import centre_on_centroid, clean_kernel, least_squares_kernel
+from training.data.degrade import blur_linear
+from training.data.independent import FAMILIES, MAX_CENTROID_OFFSET, independent_cases, independent_kernel
+from training.data.kernels import line_kernel
+from training.scoring import aligned_psnr, psnr
+
+
+def _centroid_offset(kernel: np.ndarray) -> float:
+    yy, xx = np.mgrid[:kernel.shape[0], :kernel.shape[1]]
+    c = (kernel.shape[0] - 1) / 2
+    return float(np.hypot((kernel * yy).sum() - c, (kernel * xx).sum() - c))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_independent_kernels_are_psfs_and_often_off_centre(family: str) -> None:
+    offsets = []
+    for i in range(12):
+        k = independent_kernel(np.random.default_rng([3, i]), family)
+        assert k.ndim == 2 and k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1
+        assert k.min() >= 0 and k.sum() == pytest.approx(1, abs=1e-5)
+        offsets.append(_centroid_offset(k))
+    assert max(offsets) <= MAX_CENTROID_OFFSET + 0.01
+    assert np.mean(offsets) > 0.5  # uncentred by design: the aligned score has something to find
+
+
+def test_independent_cases_are_fixed_and_cover_every_family(make_photo) -> None:
+    rng = np.random.default_rng(0)
+    photos = [(f"p{i}.png", make_photo(rng, 1100, 1700).astype(np.float32) / 255) for i in range(2)]
+    a, b = list(independent_cases(photos)), list(independent_cases(photos))
+    assert [c[0] for c in a] == [c[0] for c in b] and all(np.array_equal(x[1], y[1]) for x, y in zip(a, b, strict=True))
+    assert {c[3] for c in a} == set(FAMILIES)
+    for _, blurred, sharp, _, kernel in a:
+        assert blurred.shape == sharp.shape == (512 - kernel.shape[0] + 1,) * 2 + (3,)
+
+
+def test_aligned_psnr_finds_the_shift_and_plain_psnr_does_not(make_photo) -> None:
+    ref = make_photo(np.random.default_rng(1), 96, 96).astype(np.float32) / 255
+    shifted = np.roll(ref, (2, -3), axis=(0, 1))
+    score, shift = aligned_psnr(shifted, ref)
+    assert shift == (2, -3) and score > 100 and psnr(shifted, ref) < 30
+    with pytest.raises(ValueError, match="too small"):
+        aligned_psnr(ref[:16, :16], ref[:16, :16])
+
+
+def _blurred_pair(make_photo, kernel: np.ndarray, size: int = 160) -> tuple[np.ndarray, np.ndarray]:
+    region = make_photo(np.random.default_rng(2), size, size).astype(np.float32) / 255
+    blurred = blur_linear(region, kernel)
+    m = (kernel.shape[0] - 1) // 2
+    return blurred, region[m:m + blurred.shape[0], m:m + blurred.shape[1]]
+
+
+def test_wiener_with_the_true_kernel_restores_and_a_delta_is_nearly_the_identity(make_photo) -> None:
+    kernel = line_kernel(np.random.default_rng(4), 15)
+    blurred, sharp = _blurred_pair(make_photo, kernel)
+    restored = psnr(wiener(blurred, kernel, 1e-2, boundary_iterations=10), sharp)
+    assert restored > psnr(blurred, sharp) + 1
+    assert restored > psnr(wiener(blurred, kernel, 1e-2, boundary_iterations=0), sharp) + 3  # the edge rings
+    delta = np.zeros((5, 5), np.float32)
+    delta[2, 2] = 1
+    assert psnr(wiener(blurred, delta, 1e-4), blurred) > 40
+
+
+def test_least_squares_kernel_recovers_the_kernel_from_a_sharp_guide(make_photo) -> None:
+    kernel = line_kernel(np.random.default_rng(5), 13)
+    blurred, sharp = _blurred_pair(make_photo, kernel, 200)
+    estimate = clean_kernel(least_squares_kernel(blurred, sharp, 21, ridge=1e-2))  # noise-free: a light ridge
+    truth = centre_on_centroid(kernel, 21)
+    box = centre_on_centroid(np.ones((5, 5)), 21)
+    error = np.abs(estimate - truth).sum()  # 2 = disjoint
+    assert error < 0.5 and error < np.abs(box - truth).sum() / 3
+    flat = clean_kernel(np.full((9, 9), -1.0))
+    assert flat[4, 4] == 1 and flat.sum() == 1  # nothing positive: fall back to "no blur"
+
+
+def test_tf_and_numpy_least_squares_kernels_are_the_same_maths(make_photo) -> None:
+    tf = pytest.importorskip("tensorflow")
+    from training.kernel_estimator import least_squares_kernel_tf
+    kernel = line_kernel(np.random.default_rng(6), 9)
+    blurred, sharp = _blurred_pair(make_photo, kernel, 96)
+    guide = np.clip(sharp + 0.02 * np.random.default_rng(7).standard_normal(sharp.shape), 0, 1).astype(np.float32)
+    ours = least_squares_kernel(blurred, guide, 15)
+    theirs = least_squares_kernel_tf(tf.constant(blurred[None]), tf.constant(guide[None]), 15).numpy()[0]
+    assert np.abs(ours).max() > 1e-3  # not a trivially zero pair
+    every = least_squares_kernel_tf(tf.constant(blurred[None]), tf.constant(guide[None]), 15, edge_fraction=1.0)
+    every_np = least_squares_kernel(blurred, guide, 15, edge_fraction=1.0)
+    assert np.abs(every_np - every.numpy()[0]).max() < 1e-3 * np.abs(every_np).max()
+    assert np.abs(ours - theirs).max() < 1e-3 * np.abs(ours).max()
+
+
+def test_estimator_training_learns_logs_and_resumes(photo_dir: Path, tiny_overrides: list[str], tmp_path) -> None:
+    from training.train_estimator import main as estimator_main
+    args = ["--set", *tiny_overrides, "kernel_canvas=11", "steps=4"]
+    assert estimator_main(args) == 0
+    run = tmp_path / "run"
+    assert (run / "ckpt.npz").is_file() and (run / "guide.weights.h5").is_file()
+    assert estimator_main(["--set", *tiny_overrides, "kernel_canvas=11", "steps=6"]) == 0
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert [int(r["step"]) for r in rows if r["val_kernel_l1"]] == [2, 4, 6]
+    assert all(0 <= float(r["val_kernel_l1"]) < 50 and float(r["val_box_l1"]) > 0 for r in rows if r["val_kernel_l1"])
+    assert estimator_main(["--set", *tiny_overrides, "kernel_canvas=5", "max_blur=9"]) == 2  # 11 px kernels
+
+
+def test_eval_runs_the_independent_protocol_with_aligned_and_oracle_columns(tmp_path: Path, make_photo) -> None:
+    from test_training_models import _identity_onnx
+
+    from training.evaluate import main as eval_main
+    photos = tmp_path / "independent"
+    photos.mkdir()
+    rng = np.random.default_rng(8)
+    for i in range(2):
+        Image.fromarray(make_photo(rng, 300, 340)).save(photos / f"p{i}.png")
+    out = tmp_path / "eval"
+    assert eval_main(["--model", str(_identity_onnx(tmp_path / "id.onnx")), "--protocol", "independent",
+                      "--photos", str(photos), "--out", str(out), "--tile", "64", "--overlap", "16"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 2 and summary["mean_aligned_gain_db"] == pytest.approx(0, abs=1e-9)
+    assert summary["mean_wiener_true_aligned_gain_db"] > 0 and set(summary["by_family"]) <= set(FAMILIES)
