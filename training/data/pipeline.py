@@ -15,7 +15,12 @@ import tensorflow as tf
 Sampler = Callable[[int], tuple[np.ndarray, np.ndarray]]
 
 
-def train_dataset(sampler: Sampler, crop: int, batch: int, start_step: int = 0) -> tf.data.Dataset:
+def train_dataset(sampler: Sampler, crop: int, batch: int, start_step: int = 0, workers: int = 1, worker: int = 0,
+                  replica_batch: int | None = None) -> tf.data.Dataset:
+    """Batches of `replica_batch` (default: `batch`) samples. `batch` is the global batch of a step, and
+    step k always holds samples k·batch … (k+1)·batch − 1: with several workers, each reads its own
+    consecutive slice of them, so N machines train on exactly the samples one machine would."""
+
     def make(index):
         blur, sharp = tf.numpy_function(lambda i: sampler(int(i)), [index], [tf.float32, tf.float32])
         blur.set_shape((crop, crop, 3))
@@ -23,8 +28,10 @@ def train_dataset(sampler: Sampler, crop: int, batch: int, start_step: int = 0) 
         return blur, sharp
 
     ds = tf.data.Dataset.range(start_step * batch, 2**62)
+    if workers > 1:  # worker w takes slice w of every step's indices (before synthesis: no wasted samples)
+        ds = ds.batch(batch // workers).shard(workers, worker).unbatch()
     ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(replica_batch or batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def fixed_set(sampler: Sampler, count: int) -> tuple[np.ndarray, np.ndarray]:
