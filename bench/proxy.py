@@ -79,8 +79,13 @@ def render(text: str, values: Mapping[str, str]) -> str:
 
 
 def upstream_block(ports: Sequence[int]) -> str:
-    """The loopback replicas as the group DEBLUR_UPSTREAM names (compose resolves `api` by DNS instead)."""
-    servers = "".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;\n" for p in ports)
+    """The loopback replicas as the group DEBLUR_UPSTREAM names (compose resolves `api` by DNS instead).
+
+    max_fails=0, as for the addresses compose's DNS hands nginx (a fresh list per request, no failure
+    memory): with http_503 in proxy_next_upstream a busy answer counts as a failure, and marking busy
+    replicas down would turn a busy moment into "no live upstreams" for fail_timeout seconds.
+    """
+    servers = "".join(f"        server 127.0.0.1:{p} max_fails=0;\n" for p in ports)
     return f"    upstream {UPSTREAM_NAME} {{\n{servers}    }}"
 
 
