@@ -110,3 +110,18 @@ def test_cpu_overlay_drops_only_the_gpu() -> None:
     assert cpu["ConfigMap"]["data"] == {**base["ConfigMap"]["data"], "DEBLUR_PROVIDERS": "cpu"}
     assert container(cpu)["image"].endswith("-cpu") and container(cpu)["image"] != container(base)["image"]
     assert container(cpu)["readinessProbe"] == container(base)["readinessProbe"]
+
+
+def test_training_job_is_valid_and_names_one_worker_per_index() -> None:
+    docs = [d for d in yaml.safe_load_all((K8S / "training" / "job.yaml").read_text()) if d]
+    for obj in docs:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    service, job = docs
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == 2
+    pod = spec["template"]["spec"]
+    assert pod["subdomain"] == service["metadata"]["name"] and service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"].items() <= spec["template"]["metadata"]["labels"].items()
+    script = pod["containers"][0]["args"][0]
+    workers = [f"deblur-train-{i}.deblur-train:2222" for i in range(2)]
+    assert all(w in script for w in workers) and "$JOB_COMPLETION_INDEX" in script
