@@ -301,8 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result) if args.json else table(result), flush=True)
     if args.markdown:
         header = header_markdown(machine_info(), model_info(args.model))
+        how = ("Debian's nginx with deploy/nginx's templates in front of `deblur-serve` replicas on 127.0.0.1; "
+               "replica 1 gets SIGKILL while it holds requests and its event loop waits for I/O "
+               "(docs/scale-out.md says why). Lost = any answer but 200 or 503 with Retry-After, or a connection "
+               "error; share = 200s by the replica that answered (nginx's access log).")
         write_section(args.markdown, "scale", f"## Scale-out: nginx + {args.replicas} replicas, one killed\n\n"
-                      f"{header}\n\n{table(result)}\n")
+                      f"{header}\n\n{how}\n\n{table(result)}\n")
         print(f"(written to {args.markdown})")
     return 0 if not result["failures"] else 1
 

@@ -65,8 +65,9 @@ def test_two_workers_match_one_process_on_the_same_global_batch(tiny_overrides: 
     procs = [start([*common, f"run_dir={tmp_path / f'worker{i}'}"],
                    json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}))
              for i in range(2)]
+    reference = start([*common, f"run_dir={tmp_path / 'single'}"], None)  # at the same time: TF imports overlap
     outs = [finish(p) for p in procs]
-    single = finish(start([*common, f"run_dir={tmp_path / 'single'}"], None))
+    single = finish(reference)
 
     # CollectiveAllReduceStrategy: the class behind tf.distribute.MultiWorkerMirroredStrategy
     assert "training on 2 replica(s), 2 worker(s), with CollectiveAllReduceStrategy" in outs[0]
