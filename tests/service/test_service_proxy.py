@@ -57,9 +57,13 @@ def wait_running(server: Server, want: float, timeout: float = 30) -> None:
         time.sleep(0.02)
 
 
-def occupy(server: Server) -> threading.Thread:
+@pytest.fixture(scope="module")
+def big() -> bytes:
+    return png_bytes(photo(2600, 1800))
+
+
+def occupy(server: Server, big: bytes) -> threading.Thread:
     """A large upload straight to one replica, so its only slot is taken for a few seconds."""
-    big = png_bytes(photo(2600, 1800))
     thread = threading.Thread(target=lambda: httpx.post(f"{server.base}/deblur", timeout=120,
                                                         files={"file": ("big.png", big, "image/png")}))
     thread.start()
@@ -132,18 +136,19 @@ def test_a_client_trickling_its_headers_is_cut(replicas: list[Server]) -> None:
     assert closed is not None and 0.9 < closed < 2.5, closed
 
 
-def test_dead_and_busy_replicas_are_skipped_and_all_busy_is_a_planned_503(replicas: list[Server]) -> None:
+def test_dead_and_busy_replicas_are_skipped_and_all_busy_is_a_planned_503(replicas: list[Server], big: bytes) -> None:
     dead = socket.socket()
     dead.bind(("127.0.0.1", 0))  # a port nobody listens on: connection refused
     dead_port = dead.getsockname()[1]
     with Nginx([dead_port, *(s.port for s in replicas)]) as proxy:
         first = post(proxy.url)
-        busy = occupy(replicas[0])
+        busy = occupy(replicas[0], big)
         retried = [post(proxy.url) for _ in range(2)]
-        other = occupy(replicas[1])
-        refused = post(proxy.url)
         busy.join()
-        other.join()
+        both = [occupy(r, big) for r in replicas]  # started back to back: each holds its slot for seconds
+        refused = post(proxy.url)
+        for thread in both:
+            thread.join()
         logged = [parse_access(line) for line in proxy.access_lines(4)]
     dead.close()
     assert first.status_code == 200 and f"127.0.0.1:{dead_port}, " in logged[0]["upstream"]
