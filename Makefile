@@ -8,7 +8,7 @@ CONFIG ?= models/train-config.json
 RUN    ?= runs/phase1
 MODEL  ?= models/deblur-generator.onnx
 
-.PHONY: serve test lint train export eval photos bench clean browser-deps
+.PHONY: serve test lint train export eval photos bench clean browser-deps proxy-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,15 @@ browser-deps:
 	  else echo "note: chromium + chromium-driver missing (not root): the browser test will be skipped"; fi; \
 	fi
 
-test: $(VENV)/.dev browser-deps
+# The proxy tests and bench.scale run Debian's nginx (openssl makes their TLS certificate); same pattern.
+proxy-deps:
+	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] || ! command -v openssl >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light openssl; \
+	  else echo "note: nginx or openssl missing (not root): the proxy tests will be skipped"; fi; \
+	fi
+
+test: $(VENV)/.dev browser-deps proxy-deps
 	$(BIN)/ruff check service training tests bench
 	$(BIN)/python -m pytest
 

@@ -12,6 +12,7 @@ import logging
 import re
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     holder = EngineHolder(engine)
     gate = ConcurrencyGate(settings.max_concurrency, settings.max_queue)
     metrics = Metrics()
+    metrics.watch(gate)
     page = resources.files("service").joinpath("static/index.html").read_text(encoding="utf-8")
 
     def _loaded(eng: Engine) -> None:
@@ -204,8 +206,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         data = await file.read()
         limits = {"max_megapixels": settings.max_megapixels, "max_side": settings.max_side}
         work = partial(process_bytes, eng, data, fmt=fmt, quality=quality, **limits)
+        queued = time.perf_counter()
         try:
             async with gate.slot():
+                metrics.stages.labels("queue_wait").observe(time.perf_counter() - queued)
                 done = await anyio.to_thread.run_sync(work)
         except Busy as exc:
             metrics.rejections.inc()
@@ -215,6 +219,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         except Exception:
             log.exception("inference failed, request id %s", rid)
             return _err(500, f"internal error while deblurring; request id {rid}")
+        for stage, seconds in done.stages.items():
+            metrics.stages.labels(stage).observe(seconds)
         metrics.tiles.inc(done.tiles)
         metrics.megapixels.inc(done.megapixels)
         headers = {

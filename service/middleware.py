@@ -46,6 +46,21 @@ class Metrics:
         self.tiles = Counter("deblur_tiles_processed", "tiles run through the model", registry=r)
         self.megapixels = Counter("deblur_megapixels_processed", "megapixels deblurred", registry=r)
         self.model = Gauge("deblur_model_info", "loaded model", ["name", "version", "provider"], registry=r)
+        # What an autoscaler reads (the queue) and what explains X-Process-Time-Ms (the stages): docs/scale-out.md
+        self.queue_waiting = Gauge("deblur_queue_waiting", "requests waiting for an inference slot", registry=r)
+        self.inference_running = Gauge("deblur_inference_running", "inferences running now", registry=r)
+        self.stages = Histogram(
+            "deblur_stage_duration_seconds",
+            "POST /deblur time per stage: queue_wait, then decode + inference + encode (= X-Process-Time-Ms)",
+            ["stage"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+
+    def watch(self, gate: ConcurrencyGate) -> None:
+        """The queue gauges read the gate at scrape time, so they are exact without extra bookkeeping."""
+        self.queue_waiting.set_function(lambda: gate.waiting)
+        self.inference_running.set_function(lambda: gate.running)
 
 
 async def send_json(send: Any, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:

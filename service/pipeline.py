@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .engine import Engine
 from .images import EncodedImage, decode, encode, output_format
@@ -17,6 +17,7 @@ class Processed:
     height: int
     tiles: int
     seconds: float
+    stages: dict[str, float] = field(default_factory=dict)  # decode / inference / encode seconds (/metrics)
 
     @property
     def megapixels(self) -> float:
@@ -37,7 +38,11 @@ def process_bytes(
     start = time.perf_counter()
     decoded = decode(data, max_megapixels, max_side)
     target = output_format(fmt, decoded)
+    decoded_at = time.perf_counter()
     result = engine.deblur(decoded.rgb, on_progress)
     decoded.rgb = result.image  # drop the input pixels before encoding (memory), keep the metadata
+    inferred_at = time.perf_counter()
     encoded = encode(result.image, decoded, target, quality)
-    return Processed(encoded, decoded.width, decoded.height, result.tiles, time.perf_counter() - start)
+    end = time.perf_counter()
+    stages = {"decode": decoded_at - start, "inference": inferred_at - decoded_at, "encode": end - inferred_at}
+    return Processed(encoded, decoded.width, decoded.height, result.tiles, end - start, stages)

@@ -29,6 +29,8 @@ class DeblurGAN(keras.Model):
         return list(self.trackers.values())
 
     def call(self, blurry, training: bool = False):
+        if blurry.shape[-1] == 6:  # a stacked (blurry, sharp) batch (see train_step): Keras builds on one
+            blurry = blurry[..., :3]
         return self.generator(blurry, training=training)
 
     def content_loss(self, sharp, restored):
@@ -61,7 +63,8 @@ class DeblurGAN(keras.Model):
         return tf.reduce_mean(tf.square(norm - 1.0))
 
     def train_step(self, data):
-        blurry, sharp = data
+        # a (blurry, sharp) pair, or both stacked on channels (how a multi-worker run feeds them: train.py)
+        blurry, sharp = data if isinstance(data, (tuple, list)) else tf.split(data, 2, axis=-1)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         adversarial = self.cfg.adv_weight > 0
         if adversarial:
@@ -89,9 +92,22 @@ class DeblurGAN(keras.Model):
         g_vars = self.generator.trainable_variables
         grads = tape.gradient(scaled, g_vars)
         if self.cfg.grad_clip:
-            grads, _ = tf.clip_by_global_norm(grads, self.cfg.grad_clip)
+            grads = clip_global_batch(grads, self.cfg.grad_clip, replicas)
         self.g_optimizer.apply_gradients(zip(grads, g_vars, strict=True))
         self.trackers["g_loss"].update_state(g_loss)
         self.trackers["content"].update_state(content)
-        return {name: t.result() for name, t in self.trackers.items()
-                if adversarial or name in ("g_loss", "content")}
+        logs = {name: t.result() for name, t in self.trackers.items() if adversarial or name in ("g_loss", "content")}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3 averages a multi-worker run's logs with strategy.reduce(MEAN, axis=0): give them that axis
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
+
+def clip_global_batch(grads: list, clip: float, replicas: int) -> list:
+    """Clip by the norm of the global batch's gradient, as one device would: each replica holds only
+    its share, and clipping shares would rescale them differently. The optimizer sums the returned
+    shares over the replicas, which gives back the clipped global gradient."""
+    if replicas == 1:
+        return tf.clip_by_global_norm(grads, clip)[0]
+    total = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    return [g / replicas for g in tf.clip_by_global_norm(total, clip)[0]]

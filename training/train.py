@@ -28,6 +28,7 @@ from training.config import Config  # noqa: E402
 from training.data.paired import PairedCrops, find_pairs  # noqa: E402
 from training.data.pipeline import fixed_set, train_dataset  # noqa: E402
 from training.data.synthetic import DataError, SyntheticPairs, split_photos  # noqa: E402
+from training.distribute import agree_on_step, cluster_size, is_chief, strategy_for_devices  # noqa: E402
 from training.gan import DeblurGAN  # noqa: E402
 from training.monitor import TrainingMonitor  # noqa: E402
 from training.nets import build_discriminator, build_generator, macs_per_megapixel  # noqa: E402
@@ -78,16 +79,6 @@ def build_data(cfg: Config):
     return train, fixed_set(val, cfg.val_images)
 
 
-def strategy_for_devices() -> tf.distribute.Strategy:
-    """Mirror across GPUs, or across logical CPUs if several were configured; else the default."""
-    gpus = tf.config.list_logical_devices("GPU")
-    cpus = tf.config.list_logical_devices("CPU")
-    devices = gpus if gpus else cpus
-    if len(devices) > 1:
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
-    return tf.distribute.get_strategy()
-
-
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
@@ -111,11 +102,13 @@ def train(cfg: Config) -> Path:
 
 
 def _train(cfg: Config) -> Path:
+    strategy = strategy_for_devices()  # first: a multi-worker strategy must exist before other TF ops
+    chief = is_chief()
     run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(cfg.to_json())
+    if chief:  # the other workers read the run folder (resume) but never write it
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(cfg.to_json())
     train_sampler, val = build_data(cfg)
-    strategy = strategy_for_devices()
     keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
         generator = build_generator(cfg)
@@ -136,19 +129,28 @@ def _train(cfg: Config) -> Path:
         elif cfg.init_weights:
             generator.load_weights(cfg.init_weights)
             log.info("generator initialised from %s (step %d)", cfg.init_weights, step)
+        agree_on_step(strategy, step)
         keras.utils.set_random_seed(cfg.seed + step)
         gan = DeblurGAN(generator, discriminator, cfg)
         gan.compile(g_opt, d_opt)
-    log.info("training on %d replica(s) with %s", strategy.num_replicas_in_sync, type(strategy).__name__)
+    log.info("training on %d replica(s), %d worker(s), with %s%s", strategy.num_replicas_in_sync, cluster_size(),
+             type(strategy).__name__, "" if chief else " (not the chief: the chief writes checkpoints and logs)")
     log.info("%s: %.2f M params, %.2f GMAC/MP", generator.name, generator.count_params() / 1e6,
              macs_per_megapixel(generator) / 1e9)
     if step >= cfg.steps:
         log.info("nothing to do: step %d >= steps %d", step, cfg.steps)
         return run_dir
-    monitor = TrainingMonitor(cfg, run_dir, val, start_step=step, phase_start=phase_start)
-    dataset = train_dataset(train_sampler, cfg.crop, cfg.batch, start_step=step)
-    verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, no \r spam in log files
-    gan.fit(dataset, epochs=1, steps_per_epoch=cfg.steps - step, callbacks=[monitor], verbose=verbose)
+    callbacks = [TrainingMonitor(cfg, run_dir, val, start_step=step, phase_start=phase_start)] if chief else []
+    if cluster_size() > 1:  # each worker synthesises only its slice of every global batch
+        # One (N, H, W, 6) tensor per batch, not a (blurry, sharp) pair: Keras 3 peeks at the first batch
+        # with strategy.reduce, which MultiWorkerMirroredStrategy cannot apply to a tuple.
+        dataset = strategy.distribute_datasets_from_function(lambda ctx: train_dataset(
+            train_sampler, cfg.crop, cfg.batch, step, ctx.num_input_pipelines, ctx.input_pipeline_id,
+            ctx.get_per_replica_batch_size(cfg.batch)).map(lambda blurry, sharp: tf.concat([blurry, sharp], -1)))
+    else:
+        dataset = train_dataset(train_sampler, cfg.crop, cfg.batch, start_step=step)
+    verbose = (1 if sys.stdout.isatty() else 2) if chief else 0  # a bar on a terminal, no \r spam in log files
+    gan.fit(dataset, epochs=1, steps_per_epoch=cfg.steps - step, callbacks=callbacks, verbose=verbose)
     return run_dir
 
 

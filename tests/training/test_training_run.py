@@ -126,7 +126,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_overrides: list[str]) -> Non
     done = _cli(["--logical-cpus", "2", "--set", *tiny_overrides, "steps=2"])
     out, _ = done.communicate(timeout=240)
     assert done.returncode == 0, out
-    assert "training on 2 replica(s) with MirroredStrategy" in out
+    assert "training on 2 replica(s), 1 worker(s), with MirroredStrategy" in out
 
 
 @pytest.mark.parametrize("override, message", [

@@ -15,9 +15,13 @@ import tensorflow as tf
 Sampler = Callable[[int], tuple[np.ndarray, np.ndarray]]
 
 
-def train_dataset(sampler: Sampler, crop: int, batch: int, start_step: int = 0,
-                  shapes: tuple[tuple[int, ...], ...] | None = None) -> tf.data.Dataset:
-    """Batches of the sampler's float32 arrays; `shapes` defaults to (blurred, sharp) crops."""
+def train_dataset(sampler: Sampler, crop: int, batch: int, start_step: int = 0, workers: int = 1, worker: int = 0,
+                  replica_batch: int | None = None, shapes: tuple[tuple[int, ...], ...] | None = None
+                  ) -> tf.data.Dataset:
+    """Batches of `replica_batch` (default: `batch`) samples. `batch` is the global batch of a step, and
+    step k always holds samples k·batch … (k+1)·batch − 1: with several workers, each reads its own
+    consecutive slice of them, so N machines train on exactly the samples one machine would. The sampler
+    returns float32 arrays of `shapes` (default: the (blurred, sharp) crops)."""
     shapes = shapes or ((crop, crop, 3), (crop, crop, 3))
 
     def make(index):
@@ -27,8 +31,10 @@ def train_dataset(sampler: Sampler, crop: int, batch: int, start_step: int = 0,
         return tuple(arrays)
 
     ds = tf.data.Dataset.range(start_step * batch, 2**62)
+    if workers > 1:  # worker w takes slice w of every step's indices (before synthesis: no wasted samples)
+        ds = ds.batch(batch // workers).shard(workers, worker).unbatch()
     ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(replica_batch or batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def fixed_set(sampler: Sampler, count: int) -> tuple[np.ndarray, np.ndarray]:
