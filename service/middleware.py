@@ -172,8 +172,9 @@ class ConcurrencyGate:
         self._sem: asyncio.Semaphore | None = None
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        if self.running + self.waiting >= self.limit + self.queue:
+    async def slot(self, refuse_when_full: bool = True) -> AsyncIterator[None]:
+        """A running place; `refuse_when_full=False` waits instead (the jobs worker: its queue is the jobs')."""
+        if refuse_when_full and self.running + self.waiting >= self.limit + self.queue:
             raise Busy(f"server busy: {self.running} running, {self.waiting} waiting; retry later")
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.limit)
