@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import File, Query, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi import File, Query, Request, UploadFile
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 RETRY_AFTER = "2"
 
@@ -105,3 +108,15 @@ def image_headers(
     if fallback:
         headers["X-Format-Fallback"] = fallback
     return headers
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """FastAPI's answer for HTTP errors, except that a 405's `Allow` lists the methods of every route on the
+    path (Starlette names only the first route's: /jobs/{id} has GET and DELETE on two routes)."""
+    if exc.status_code == 405:
+        path = request.url.path
+        methods = {m for r in request.app.routes if isinstance(r, APIRoute) and r.path_regex.match(path)
+                   for m in r.methods}
+        allow = {**(exc.headers or {}), "Allow": ", ".join(sorted(methods))}
+        exc = StarletteHTTPException(405, exc.detail, headers=allow)
+    return await http_exception_handler(request, exc)

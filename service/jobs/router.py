@@ -43,6 +43,12 @@ from .runner import inspect_upload
 log = logging.getLogger("deblur.jobs")
 router = APIRouter(tags=["jobs"])
 KEEPALIVE_S = 15.0
+ID_FROM_BODY = {"job_id": "$response.body#/id"}
+LINKS = {  # OpenAPI links: clients and the contract fuzzer follow a submitted job to its other routes
+    name: {"operationId": op, "parameters": ID_FROM_BODY}
+    for name, op in [("status", "get_job"), ("events", "job_events"), ("result", "job_result"),
+                     ("cancel", "delete_job")]
+}
 NOT_FOUND = error_doc("no such job: unknown, malformed, forgotten after 2 x DEBLUR_JOB_TTL_S, or another key's")
 UNAVAILABLE = error_doc("model not loaded yet, job queue full (DEBLUR_JOB_MAX_QUEUED) or Redis unreachable", RETRY_DOC)
 
@@ -76,13 +82,14 @@ def answer_error(exc: JobsError) -> JSONResponse:
 
 @router.post(
     "/jobs",
+    operation_id="submit_job",
     status_code=202,
     summary="Queue one image for deblurring",
     description="The same form, query and checks as POST /deblur; the job is queued only if they pass. "
     "Follow it at the Location (GET /jobs/{id}, its /events stream) and fetch /jobs/{id}/result when done.",
     response_model=JobView,
     responses={
-        202: {"headers": {"Location": {"description": "/jobs/{id}", "schema": {"type": "string"}}}},
+        202: {"headers": {"Location": {"description": "/jobs/{id}", "schema": {"type": "string"}}}, "links": LINKS},
         **UPLOAD_ERRORS,
         503: UNAVAILABLE,
     },
@@ -112,13 +119,23 @@ async def submit(
     return JSONResponse(record.view(), status_code=202, headers={"Location": f"/jobs/{record.id}"})
 
 
-@router.get("/jobs/{job_id}", summary="A job's status and progress", response_model=JobView,
+@router.get("/jobs/{job_id}", operation_id="get_job", summary="A job's status and progress", response_model=JobView,
             responses={404: NOT_FOUND, 503: UNAVAILABLE})
 async def status(job_id: str, caller: Caller, jobs: Jobs) -> Any:
     try:
         return (await owned(jobs, job_id, caller)).view()
     except JobsError as exc:
         return answer_error(exc)
+
+
+SSE_EVENT = {  # one event of the stream: its `data` is a JSON job (as GET /jobs/{id}) or {"detail": ...}
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"enum": ["progress", "done", "failed", "cancelled", "error"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
@@ -153,12 +170,12 @@ async def stream(jobs: JobBackend, record: JobRecord) -> AsyncIterator[bytes]:
 
 @router.get(
     "/jobs/{job_id}/events",
+    operation_id="job_events",
     summary="Server-Sent Events: progress, then done/failed/cancelled",
     description="`event: progress` with the job (as GET /jobs/{id}) at every change of status or tile count, "
     "then one final `event: done`, `failed` or `cancelled`; `event: error` if the job vanishes or Redis fails.",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}, 404: NOT_FOUND,
-               503: UNAVAILABLE},
+    responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}, 404: NOT_FOUND, 503: UNAVAILABLE},
 )
 async def events(job_id: str, caller: Caller, jobs: Jobs) -> Response:
     try:
@@ -171,6 +188,7 @@ async def events(job_id: str, caller: Caller, jobs: Jobs) -> Response:
 
 @router.get(
     "/jobs/{job_id}/result",
+    operation_id="job_result",
     summary="A done job's image, with /deblur's headers",
     response_class=Response,
     responses={
@@ -198,6 +216,7 @@ async def result(job_id: str, caller: Caller, jobs: Jobs) -> Response:
 
 @router.delete(
     "/jobs/{job_id}",
+    operation_id="delete_job",
     summary="Cancel a queued or running job, or delete a finished one",
     description="Queued or running: 200 with the job, now `cancelled` (a running one stops at its next tile "
     "batch). Done, failed or cancelled: 204, and the job and its result are gone (404 after).",
