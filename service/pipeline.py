@@ -1,4 +1,4 @@
-"""decode → deblur → encode: the one code path shared by the API and the `deblur` command."""
+"""decode → deblur → encode: the one code path shared by the API, the jobs and the `deblur` command."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .engine import Engine
-from .images import EncodedImage, decode, encode, output_format
+from .images import EncodedImage, decode, encode, output_format, probe_size
+from .settings import Settings
+
+TilesCallback = Callable[[int, int], None]  # (tiles done, tiles in all) of the image being deblurred
 
 
 @dataclass
@@ -41,3 +44,28 @@ def process_bytes(
     decoded.rgb = result.image  # drop the input pixels before encoding (memory), keep the metadata
     encoded = encode(result.image, decoded, target, quality)
     return Processed(encoded, decoded.width, decoded.height, result.tiles, time.perf_counter() - start)
+
+
+# What `deblur` runs each input through: LocalDeblur here, or remote.RemoteDeblur (--server).
+Deblur = Callable[[bytes, str, "str | None", "int | None", TilesCallback], Processed]
+
+
+class LocalDeblur:
+    """`process_bytes` on an Engine in this process, reporting progress as tiles done / in all."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine, self.settings, self.where = engine, settings, engine.provider
+
+    def __call__(
+        self, data: bytes, name: str, fmt: str | None, quality: int | None, on_tiles: TilesCallback
+    ) -> Processed:
+        w, h = probe_size(data) or (1, 1)
+        total, done = len(self.engine.plan(max(h, 1), max(w, 1))), 0
+
+        def count(tiles: int) -> None:
+            nonlocal done
+            done += tiles
+            on_tiles(done, total)
+
+        limits = {"max_megapixels": self.settings.max_megapixels, "max_side": self.settings.max_side}
+        return process_bytes(self.engine, data, fmt=fmt, quality=quality, on_progress=count, **limits)
