@@ -259,7 +259,8 @@ def test_container_equivalent_fresh_venv_serves_with_the_dockerfile_cmd(tmp_path
 
     probe = "import importlib.util as u, json, sys; print(json.dumps([m for m in sys.argv[1:] if u.find_spec(m)]))"
     mods = ["onnxruntime", "fastapi", "uvicorn", "service", "tensorflow", "keras", "training", "tf2onnx"]
-    found = subprocess.run([venv / "bin" / "python", "-c", probe, *mods], capture_output=True, text=True, cwd=work)
+    found = subprocess.run([venv / "bin" / "python", "-c", probe, *mods], env=env, capture_output=True, text=True,
+                           cwd=work)  # the image's environment: a caller's PYTHONPATH would find the checkout
     assert json.loads(found.stdout) == mods[:4], found.stdout + found.stderr  # no TensorFlow, no training code
     assert "include-system-site-packages = false" in (venv / "pyvenv.cfg").read_text()
 
