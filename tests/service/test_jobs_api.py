@@ -179,3 +179,18 @@ def test_progress_reporter_throttles_writes_and_checks_cancel_every_batch():
         report(2)
     assert len(asked) == 50 and writes[-1] == 100
     assert 9 <= len(writes) <= 11 and writes == sorted(writes)  # every 0.25 s, plus the last
+
+
+def test_metrics_label_job_routes_by_template_not_by_id(api):
+    server, c = api
+    tiles_before = server.metric("deblur_tiles_processed_total")
+    job = submit(c, png_bytes(photo(150, 90))).json()["id"]
+    assert wait_status(c, job)["progress"]["tiles_total"] == 6
+    c.get(f"/jobs/{job}/result")
+    c.get("/jobs/not-an-id")
+    metrics = c.get("/metrics").text
+    assert 'deblur_http_requests_total{route="/jobs",status="202"}' in metrics
+    assert 'route="/jobs/{id}",status="200"' in metrics and 'route="/jobs/{id}/result",status="200"' in metrics
+    assert job not in metrics
+    assert server.metric("deblur_tiles_processed_total") == tiles_before + 6  # jobs' tiles count with /deblur's
+    c.delete(f"/jobs/{job}")
