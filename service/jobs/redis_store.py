@@ -29,7 +29,7 @@ RUN = "service.jobs.worker.run"
 ON_FAILURE = "service.jobs.worker.on_failure"
 JOB_TIMEOUT_S = 3600  # a job running longer than an hour is stopped and failed
 RERUNS = 2  # a job whose worker dies is run again up to twice
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+REDIS_ERRORS = (redis.RedisError,)  # unreachable, timed out, or refused (e.g. out of memory under noeviction)
 
 _START = """
 local s = redis.call('HGET', KEYS[1], 'status')
@@ -112,7 +112,9 @@ class RedisJobStore:
         return int(self.settings.job_ttl_s * 1000)
 
     def unavailable(self, exc: Exception) -> JobsUnavailable:
-        return JobsUnavailable(f"jobs back end unavailable: cannot reach Redis at {where(self.redis)} ({exc})")
+        unreachable = isinstance(exc, (redis.ConnectionError, redis.TimeoutError))
+        problem = "cannot reach Redis at" if unreachable else "Redis refused the request at"
+        return JobsUnavailable(f"jobs back end unavailable: {problem} {where(self.redis)} ({exc})")
 
     def problem(self) -> str | None:
         try:

@@ -70,9 +70,11 @@ class JobNotFound(JobsError):
 
 async def owned(jobs: JobBackend, job_id: str, caller: str) -> JobRecord:
     """The caller's job, else 404 (the same answer whether it is unknown, malformed or someone else's)."""
-    record = await jobs.get(job_id) if valid_id(job_id) else None
+    if not valid_id(job_id):
+        raise JobNotFound("no such job: malformed id")
+    record = await jobs.get(job_id)
     if record is None or record.owner != caller:
-        raise JobNotFound(f"no such job: {job_id[:64]}")
+        raise JobNotFound(f"no such job: {job_id}")
     return record
 
 

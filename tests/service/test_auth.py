@@ -4,13 +4,16 @@ and X-API-Key both work; probes stay open; a job is visible only to its key; key
 from __future__ import annotations
 
 import hashlib
+import subprocess
 
 import httpx
 import pytest
 from jobs_client import submit, wait_status
 from service_helpers import photo, png_bytes
 from service_server import running
+from test_service_e2e import REPO, SERVE, free_port, server_env
 
+from service.app import create_app
 from service.auth import ApiKeys, key_id
 from service.settings import Settings
 
@@ -114,8 +117,13 @@ def test_an_empty_keys_file_is_an_error_not_an_open_api(tmp_path, monkeypatch):
 
 
 def test_without_keys_nothing_asks_for_one():
-    from service.app import create_app
-
     doc = create_app(Settings(providers="cpu")).openapi()
     assert "securitySchemes" not in doc.get("components", {})
     assert all("401" not in op["responses"] for ops in doc["paths"].values() for op in ops.values())
+
+
+def test_serve_exits_2_with_one_line_for_a_missing_keys_file(small_model, tmp_path):
+    env = server_env(small_model, free_port(), DEBLUR_API_KEYS_FILE=str(tmp_path / "nope"))
+    done = subprocess.run(SERVE, env=env, capture_output=True, text=True, timeout=60, cwd=REPO)
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and "DEBLUR_API_KEYS_FILE" in lines[0], lines

@@ -178,3 +178,14 @@ def test_worker_exits_2_with_one_line_without_a_reachable_redis(small_model, url
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1, lines
     assert ("needs DEBLUR_REDIS_URL" if url is None else "cannot reach Redis at 127.0.0.1") in lines[0]
+
+
+def test_sigterm_lets_a_worker_finish_its_job_then_exit_0(slow_model, redis, tmp_path):
+    data = png_bytes(photo(600, 400, seed=6))
+    env = env_for(redis)
+    with api_with_a_worker(slow_model, tmp_path, env) as (c, ws):
+        job = submit(c, data).json()["id"]
+        wait_tiles(c, job, at_least=3)
+        assert ws[0].stop() == 0  # SIGTERM mid-job: a warm shutdown
+        view = c.get(f"/jobs/{job}").json()
+        assert view["status"] == "done" and view["attempts"] == 1, view
