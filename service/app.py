@@ -1,4 +1,5 @@
-"""HTTP routes: POST /deblur, /healthz, /readyz, /model, /metrics, / (browser page), /docs.
+"""HTTP routes: POST /deblur, /healthz, /readyz, /model, /metrics, / (browser page), /docs; the /jobs routes
+come from `jobs.router`, guarded like /deblur by the API keys of `auth` when they are set.
 
 The heavy lifting is elsewhere (images, engine, pipeline); this module validates, gates, times and maps
 errors to the statuses promised in DESIGN.md. A client's input never produces a 500: the only 500 is an
