@@ -103,3 +103,17 @@ def test_the_page_asks_for_a_key_when_the_server_wants_one(browser, small_model,
                  d.find_element("id", "status").get_attribute("class"))
         assert status(browser).startswith("Done."), status(browser)
         assert KEY not in server.log()
+
+
+def test_a_new_photo_replaces_the_running_job(browser, slow_base, tmp_path):  # noqa: F811
+    browser.get(slow_base + "/")
+    wait_for(browser, lambda d: "Model: heavy-page" in d.find_element("id", "model").text)
+    choose(browser, picture(tmp_path, 800, 600))
+    wait_for(browser, lambda d: (m := re.match(r"Deblurring… tile (\d+)", status(d))) and int(m[1]) >= 2, timeout=60)
+    first = browser.find_element("id", "progress").get_attribute("data-job")
+    choose(browser, picture(tmp_path, 64, 48))
+    wait_for(browser, lambda d: d.find_element("id", "result").is_displayed() or "error" in
+             d.find_element("id", "status").get_attribute("class"), timeout=60)
+    assert status(browser).startswith("Done."), status(browser)  # not overwritten by the first job's cancel
+    assert browser.find_element("id", "details").text.startswith("64×48 · ")
+    assert httpx.get(f"{slow_base}/jobs/{first}", timeout=10).json()["status"] == "cancelled"
