@@ -8,7 +8,7 @@ CONFIG ?= models/train-config.json
 RUN    ?= runs/phase1
 MODEL  ?= models/deblur-generator.onnx
 
-.PHONY: serve test lint train export eval photos bench clean browser-deps proxy-deps
+.PHONY: serve test lint train export eval photos bench clean browser-deps proxy-deps redis-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,15 @@ proxy-deps:
 	  else echo "note: nginx or openssl missing (not root): the proxy tests will be skipped"; fi; \
 	fi
 
-test: $(VENV)/.dev browser-deps proxy-deps
+# The Redis-mode job tests start Debian's redis-server on a free loopback port; install it the same way.
+redis-deps:
+	@if ! command -v redis-server >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
+	  else echo "note: redis-server missing (not root): the Redis job tests will be skipped"; fi; \
+	fi
+
+test: $(VENV)/.dev browser-deps proxy-deps redis-deps
 	$(BIN)/ruff check service training tests bench
 	$(BIN)/python -m pytest
 

@@ -1,4 +1,5 @@
-"""HTTP routes: POST /deblur, /healthz, /readyz, /model, /metrics, / (browser page), /docs.
+"""HTTP routes: POST /deblur, /healthz, /readyz, /model, /metrics, / (browser page), /docs; the /jobs routes
+come from `jobs.router`, guarded like /deblur by the API keys of `auth` when they are set.
 
 The heavy lifting is elsewhere (images, engine, pipeline); this module validates, gates, times and maps
 errors to the statuses promised in DESIGN.md. A client's input never produces a 500: the only 500 is an
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import signal
 import sys
 import time
@@ -17,30 +17,44 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import anyio
-from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
+from .auth import ApiKeys, api_key_guard
 from .engine import Engine, ModelError
+from .http_contract import (
+    DEBLUR_RESPONSES,
+    IMAGE_HEADERS,
+    ONE_FILE_ONLY,
+    RETRY_AFTER,
+    UPLOAD_ENCODING,
+    ImageFile,
+    OutputFormat,
+    Quality,
+    download_name,
+    error_doc,
+    http_error,
+    image_headers,
+)
+from .http_contract import error_response as _err
 from .images import ImageError
+from .jobs import make_backend
+from .jobs.router import router as jobs_router
 from .middleware import BodyLimitMiddleware, Busy, ConcurrencyGate, Metrics, RequestContextMiddleware
 from .pipeline import process_bytes
 from .reload import Reloader, add_admin_routes
 from .settings import Settings, get_settings
 
 log = logging.getLogger("deblur.app")
-RETRY_AFTER = "2"
-
-
-class ErrorBody(BaseModel):
-    detail: str
 
 
 class EngineHolder:
@@ -56,62 +70,6 @@ class EngineHolder:
         return old
 
 
-def _err(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
-
-
-def _error_doc(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    doc: dict[str, Any] = {"model": ErrorBody, "description": description}
-    if headers:
-        doc["headers"] = headers
-    return doc
-
-
-_RETRY_DOC = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
-_IMAGE_HEADERS = {
-    name: {"description": text, "schema": {"type": "string"}}
-    for name, text in [
-        ("X-Request-ID", "the client's X-Request-ID if sane (<=128 printable chars), else a new id"),
-        ("X-Model-Version", "version of the model that answered"),
-        ("X-Execution-Provider", "ONNX Runtime provider that ran it, e.g. CPUExecutionProvider"),
-        ("X-Process-Time-Ms", "decode + inference + encode time, milliseconds"),
-        ("X-Tiles", "number of tiles run through the model"),
-        ("X-Format-Fallback", "present when the requested format could not hold the image (why)"),
-    ]
-}
-DEBLUR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "the deblurred image, same size and orientation as the (EXIF-corrected) input",
-        "content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
-        "headers": _IMAGE_HEADERS,
-    },
-    400: _error_doc("malformed request (unparsable multipart body, empty file)"),
-    408: _error_doc("the request body did not arrive within DEBLUR_BODY_TIMEOUT_S"),
-    413: _error_doc("request body, image pixel count or image side over the limit"),
-    415: _error_doc("not a decodable supported image (PNG, JPEG, WebP, BMP, TIFF), or animated"),
-    422: _error_doc("missing `file` field, more than one file, or bad query parameter"),
-    500: _error_doc("unexpected inference failure; the body names the request id"),
-    503: _error_doc("busy (concurrency and queue full) or model not loaded yet", _RETRY_DOC),
-}
-# What the `file` part may hold, in the schema too (clients and fuzzers then send images, not any bytes).
-UPLOAD_ENCODING = {
-    "requestBody": {
-        "content": {
-            "multipart/form-data": {
-                "encoding": {"file": {"contentType": "image/png, image/jpeg, image/webp, image/bmp, image/tiff"}}
-            }
-        }
-    }
-}
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def _download_name(filename: str | None, fmt: str) -> str:
-    stem = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    stem = _SAFE_NAME.sub("_", stem).strip("._")[:64] or "image"
-    return f"{stem}-deblurred.{'jpg' if fmt == 'jpeg' else fmt}"
-
-
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     """Build the app. With no engine given, the model is loaded in the background at startup and
     /readyz answers 503 until it is loaded and warmed up (or says why it could not be)."""
@@ -120,6 +78,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     gate = ConcurrencyGate(settings.max_concurrency, settings.max_queue)
     metrics = Metrics()
     metrics.watch(gate)
+    guard = api_key_guard(ApiKeys(settings.api_key_values()))
     page = resources.files("service").joinpath("static/index.html").read_text(encoding="utf-8")
 
     def _loaded(eng: Engine) -> None:
@@ -136,12 +95,18 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             holder.error = str(exc)
             log.error("model not loaded: %s", exc)
 
+    def _counted(tiles: int, megapixels: float) -> None:
+        metrics.tiles.inc(tiles)
+        metrics.megapixels.inc(megapixels)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_load()) if holder.engine is None else None
         if holder.engine is not None:
             _loaded(holder.engine)
+        await app.state.jobs.start()
         yield
+        await app.state.jobs.close()
         if task is not None and not task.done():
             task.cancel()
 
@@ -152,6 +117,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         lifespan=lifespan,
     )
     app.state.holder, app.state.gate, app.state.metrics, app.state.settings = holder, gate, metrics, settings
+    app.state.jobs = make_backend(settings, lambda: holder.engine, gate, _counted)
+    app.state.upload_checks = anyio.CapacityLimiter(settings.max_concurrency)  # POST /jobs decodes to check
+    app.include_router(jobs_router, dependencies=guard.dependencies, responses=guard.responses)
     app.state.reloader = Reloader(settings, lambda: holder.engine, _loaded, metrics.registry)
     if settings.admin_token and settings.admin_token.get_secret_value():
         add_admin_routes(app, app.state.reloader, settings.admin_token.get_secret_value())
@@ -160,12 +128,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["*"],
-            expose_headers=[h for h in _IMAGE_HEADERS],
+            expose_headers=[*IMAGE_HEADERS, "Location", "Retry-After"],
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -183,26 +153,19 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @app.post(
         "/deblur",
-        responses=DEBLUR_RESPONSES,
+        responses={**DEBLUR_RESPONSES, **guard.responses},
         response_class=Response,
         summary="Deblur one image",
         openapi_extra=UPLOAD_ENCODING,
+        dependencies=guard.dependencies,
     )
-    async def deblur(
-        request: Request,
-        file: Annotated[UploadFile, File(description="one image: PNG, JPEG, WebP, BMP or TIFF")],
-        fmt: Annotated[
-            Literal["png", "jpeg", "jpg", "webp"] | None,
-            Query(alias="format", description="output format; default: the input's if png/jpeg/webp, else png"),
-        ] = None,
-        quality: Annotated[int | None, Query(ge=1, le=100, description="JPEG/WebP quality")] = None,
-    ) -> Response:
+    async def deblur(request: Request, file: ImageFile, fmt: OutputFormat = None, quality: Quality = None) -> Response:
         rid = request.state.request_id
         eng = holder.engine
         if eng is None:
             return _err(503, "model not loaded yet", {"Retry-After": RETRY_AFTER})
         if len((await request.form()).getlist("file")) > 1:  # never guess which one the client meant
-            return _err(422, "file: send exactly one image (got several `file` parts)")
+            return _err(422, ONE_FILE_ONLY)
         data = await file.read()
         limits = {"max_megapixels": settings.max_megapixels, "max_side": settings.max_side}
         work = partial(process_bytes, eng, data, fmt=fmt, quality=quality, **limits)
@@ -223,30 +186,30 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             metrics.stages.labels(stage).observe(seconds)
         metrics.tiles.inc(done.tiles)
         metrics.megapixels.inc(done.megapixels)
-        headers = {
-            "X-Model-Version": eng.info.version,
-            "X-Execution-Provider": eng.provider,
-            "X-Process-Time-Ms": f"{done.seconds * 1000:.1f}",
-            "X-Tiles": str(done.tiles),
-            "Content-Disposition": f'inline; filename="{_download_name(file.filename, done.encoded.format)}"',
-        }
-        if done.encoded.fallback:
-            headers["X-Format-Fallback"] = done.encoded.fallback
+        name = download_name(file.filename, done.encoded.format)
+        headers = image_headers(eng.info.version, eng.provider, done.seconds, done.tiles, name, done.encoded.fallback)
         return Response(done.encoded.data, media_type=done.encoded.media_type, headers=headers)
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness", responses={503: _error_doc("model not loaded/warmed yet")})
+    @app.get("/readyz", summary="Readiness", responses={503: error_doc("model not loaded/warmed yet, or Redis down")})
     async def readyz() -> Any:
         eng = holder.engine
         if eng is None or not eng.warmed:
             why = f"model not loaded: {holder.error}" if holder.error else "model loading"
             return _err(503, why, {"Retry-After": RETRY_AFTER})
+        if problem := await app.state.jobs.problem():
+            return _err(503, problem, {"Retry-After": RETRY_AFTER})
         return {"status": "ready", "model_version": eng.info.version}
 
-    @app.get("/model", summary="The served model", responses={503: _error_doc("model not loaded yet")})
+    @app.get(
+        "/model",
+        summary="The served model",
+        responses={503: error_doc("model not loaded yet"), **guard.responses},
+        dependencies=guard.dependencies,
+    )
     async def model() -> Any:
         eng = holder.engine
         if eng is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import glob
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -24,7 +25,8 @@ from tqdm import tqdm
 
 from .engine import Engine, ModelError
 from .images import SUPPORTED_TEXT, ImageError, normalise_format, probe_size
-from .pipeline import process_bytes
+from .pipeline import Deblur, LocalDeblur
+from .remote import RemoteDeblur, ServerUnusable
 from .settings import Settings
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".webp", ".bmp", ".tif", ".tiff"}
@@ -81,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=_count("--overlap", 0), help="tile overlap in pixels (DEBLUR_TILE_OVERLAP)")
     p.add_argument("--batch", type=_count("--batch", 1), help="tiles per model call (DEBLUR_TILE_BATCH)")
     p.add_argument("--threads", type=_count("--threads", 0), help="ONNX Runtime threads, 0 = auto (DEBLUR_THREADS)")
+    p.add_argument("--server", metavar="URL", help="deblur on a running service (its jobs API), e.g. http://host:8000")
+    p.add_argument("--api-key", default=os.environ.get("DEBLUR_API_KEY"), help="--server's API key (DEBLUR_API_KEY)")
+    p.add_argument("--retries", type=_count("--retries", 0), default=30, help="--server: times to retry a 503 (30)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
@@ -180,12 +185,24 @@ def _engine(args: argparse.Namespace, settings: Settings) -> Engine:
     return Engine.from_settings(settings, **kwargs)
 
 
+def _deblurrer(args: argparse.Namespace, settings: Settings) -> LocalDeblur | RemoteDeblur:
+    """A local engine, or with --server the service's jobs API (then the engine options are the server's)."""
+    if not args.server:
+        return LocalDeblur(_engine(args, settings), settings)
+    local = [f"--{n}" for n in ("model", "provider", "tile", "overlap", "batch", "threads") if getattr(args, n)]
+    if local:
+        raise UsageError(f"{', '.join(local)}: with --server the server's own settings apply")
+    remote = RemoteDeblur(args.server, args.api_key, args.retries)
+    remote.check()
+    return remote
+
+
 def _not_the_input(dest: Path, src: Path) -> None:
     if dest.resolve() == src.resolve():
         raise UsageError(f"the output would replace the input ({dest}); choose another -o")
 
 
-def run(jobs: list[Job], engine: Engine, args: argparse.Namespace, settings: Settings, out: Outcome) -> None:
+def run(jobs: list[Job], deblur: Deblur, args: argparse.Namespace, out: Outcome) -> None:
     """Deblur every job, recording each result in `out`; one bad input never stops the others."""
     file_fmt = output_file_format(args.output, jobs, args.format)
     single = file_fmt is not None
@@ -203,16 +220,10 @@ def run(jobs: list[Job], engine: Engine, args: argparse.Namespace, settings: Set
                     out.skipped += 1
                     out.notes.append(f"skipped {job.src}: {predicted} exists (use --overwrite)")
                     continue
-                per_tile = w * h / max(1, len(engine.plan(max(h, 1), max(w, 1))))
-                result = process_bytes(
-                    engine,
-                    job.src.read_bytes(),
-                    fmt=fmt,
-                    quality=args.quality,
-                    max_megapixels=settings.max_megapixels,
-                    max_side=settings.max_side,
-                    on_progress=lambda n, pt=per_tile: bar.update(n * pt),
-                )
+                def advance(done: int, total: int, start: float = bar.n, px: int = w * h) -> None:
+                    bar.update(start + px * done / max(total, 1) - bar.n)
+
+                result = deblur(job.src.read_bytes(), job.src.name, fmt, args.quality, advance)
                 dest = target(job, result.encoded.format, args.output, single)
                 _not_the_input(dest, job.src)
                 if dest != predicted and dest.exists() and not args.overwrite and dest not in written:
@@ -246,12 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     jobs, problems = collect(args.inputs, args.recursive, args.output)
     out = Outcome(failures=problems)
     start = time.perf_counter()
-    status, engine = None, None
+    status, deblur = None, None
     try:
         output_file_format(args.output, jobs, args.format)
-        engine = _engine(args, settings)  # even with nothing to do: a bad model is news worth hearing
-        run(jobs, engine, args, settings, out)
-    except (UsageError, ModelError) as exc:
+        deblur = _deblurrer(args, settings)  # even with nothing to do: a bad model is news worth hearing
+        run(jobs, deblur, args, out)
+    except (UsageError, ModelError, ServerUnusable) as exc:
         print(f"deblur: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -260,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deblur: {line}", file=sys.stderr)
     for line in out.failures:
         print(f"deblur: FAILED {line}", file=sys.stderr)
-    where = f" on {engine.provider}" if engine is not None else ""
+    where = f" on {deblur.where}" if deblur is not None else ""
     print(
         f"deblurred {out.done} image{'s' * (out.done != 1)} ({out.megapixels:.1f} MP) in "
         f"{time.perf_counter() - start:.1f} s{where}; {len(out.failures)} failed; {out.skipped} skipped"

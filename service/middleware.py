@@ -24,6 +24,14 @@ Scope = dict[str, Any]
 ASGIApp = Any
 
 ROUTES = ("/", "/deblur", "/healthz", "/readyz", "/model", "/metrics", "/docs", "/openapi.json", "/admin/reload")
+_JOB_ROUTE = re.compile(r"^/jobs(/[A-Za-z0-9_-]{22}(/events|/result)?)?$")  # label: the template, not the id
+
+
+def route_label(path: str) -> str:
+    if path in ROUTES:
+        return path
+    job = _JOB_ROUTE.match(path)
+    return "other" if job is None else "/jobs" + ("/{id}" + (job[2] or "") if job[1] else "")
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
@@ -83,7 +91,7 @@ class RequestContextMiddleware:
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
-        route = scope["path"] if scope["path"] in ROUTES else "other"
+        route = route_label(scope["path"])
         status = 500
         start = time.perf_counter()
         counted = route == "/deblur"
@@ -187,8 +195,9 @@ class ConcurrencyGate:
         self._sem: asyncio.Semaphore | None = None
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        if self.running + self.waiting >= self.limit + self.queue:
+    async def slot(self, refuse_when_full: bool = True) -> AsyncIterator[None]:
+        """A running place; `refuse_when_full=False` waits instead (the jobs worker: its queue is the jobs')."""
+        if refuse_when_full and self.running + self.waiting >= self.limit + self.queue:
             raise Busy(f"server busy: {self.running} running, {self.waiting} waiting; retry later")
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.limit)

@@ -1,4 +1,4 @@
-"""decode → deblur → encode: the one code path shared by the API and the `deblur` command."""
+"""decode → deblur → encode: the one code path shared by the API, the jobs and the `deblur` command."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .engine import Engine
-from .images import EncodedImage, decode, encode, output_format
+from .images import EncodedImage, decode, encode, output_format, probe_size
+from .settings import Settings
+
+TilesCallback = Callable[[int, int], None]  # (tiles done, tiles in all) of the image being deblurred
 
 
 @dataclass
@@ -46,3 +49,28 @@ def process_bytes(
     end = time.perf_counter()
     stages = {"decode": decoded_at - start, "inference": inferred_at - decoded_at, "encode": end - inferred_at}
     return Processed(encoded, decoded.width, decoded.height, result.tiles, end - start, stages)
+
+
+# What `deblur` runs each input through: LocalDeblur here, or remote.RemoteDeblur (--server).
+Deblur = Callable[[bytes, str, "str | None", "int | None", TilesCallback], Processed]
+
+
+class LocalDeblur:
+    """`process_bytes` on an Engine in this process, reporting progress as tiles done / in all."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine, self.settings, self.where = engine, settings, engine.provider
+
+    def __call__(
+        self, data: bytes, name: str, fmt: str | None, quality: int | None, on_tiles: TilesCallback
+    ) -> Processed:
+        w, h = probe_size(data) or (1, 1)
+        total, done = len(self.engine.plan(max(h, 1), max(w, 1))), 0
+
+        def count(tiles: int) -> None:
+            nonlocal done
+            done += tiles
+            on_tiles(done, total)
+
+        limits = {"max_megapixels": self.settings.max_megapixels, "max_side": self.settings.max_side}
+        return process_bytes(self.engine, data, fmt=fmt, quality=quality, on_progress=count, **limits)

@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     threads: int = Field(0, ge=0, le=1024, description="ONNX Runtime intra-op threads; 0 = ORT decides")
     cors_origins: str = Field("", description="comma list of allowed origins; empty = CORS off")
     admin_token: SecretStr | None = Field(None, description="bearer token for POST /admin/reload; unset = no route")
+    api_keys: SecretStr | None = Field(None, description="comma list of API keys; unset (and no file) = open API")
+    api_keys_file: Path | None = Field(None, description="file with one API key per line (# comments)")
+    redis_url: str | None = Field(None, description="redis://host:port/db for jobs across replicas; unset = embedded")
+    job_ttl_s: float = Field(3600.0, gt=0, description="seconds a finished job's result is kept")
+    job_store_mb: float = Field(512.0, gt=0, description="MiB of stored job results; the oldest expire first")
+    job_max_queued: int = Field(32, ge=1, le=100_000, description="jobs waiting to run; more get 503")
+    job_lease_s: float = Field(30.0, ge=1, le=3600, description="Redis mode: a running job unseen this long is re-run")
     port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "DEBLUR_PORT"))
     host: str = Field("0.0.0.0", validation_alias=AliasChoices("HOST", "DEBLUR_HOST"))
 
@@ -45,7 +52,29 @@ class Settings(BaseSettings):
         bad = [p for p in names if p not in ("cuda", "cpu")]
         if bad or not names:
             raise ValueError(f"DEBLUR_PROVIDERS must list cuda and/or cpu, got {self.providers!r}")
+        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("DEBLUR_REDIS_URL must start with redis://, rediss:// or unix://")
+        self.api_key_values()  # a missing or empty keys file stops the start, with its name
         return self
+
+    def api_key_values(self) -> list[str]:
+        """Every configured API key (DEBLUR_API_KEYS plus DEBLUR_API_KEYS_FILE); empty = auth off.
+
+        Why here: a bad file is a settings error, reported in one line before anything starts."""
+        keys = [k.strip() for k in (self.api_keys.get_secret_value() if self.api_keys else "").split(",")]
+        if self.api_keys_file is not None:
+            try:
+                lines = self.api_keys_file.expanduser().read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeError) as exc:
+                raise ValueError(f"DEBLUR_API_KEYS_FILE {self.api_keys_file}: {exc.__class__.__name__}") from None
+            found = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+            if not found:
+                raise ValueError(f"DEBLUR_API_KEYS_FILE {self.api_keys_file} holds no key")
+            keys += found
+        keys = [k for k in keys if k]
+        if any(any(c.isspace() or not c.isprintable() for c in k) for k in keys):
+            raise ValueError("API keys must be printable and contain no whitespace")
+        return keys
 
     @property
     def provider_list(self) -> list[str]:
@@ -58,6 +87,10 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def job_store_bytes(self) -> int:
+        return int(self.job_store_mb * 1024 * 1024)
 
     def resolved_model_path(self) -> Path:
         """Why a search: `make serve` runs from the repo root, an installed package may not.

@@ -191,7 +191,7 @@ def test_interrupt_prints_the_summary_and_exits_130(tmp_path, opts, monkeypatch,
     def interrupted(*_: object, **__: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("service.cli.process_bytes", interrupted)
+    monkeypatch.setattr("service.pipeline.process_bytes", interrupted)
     assert main([str(tmp_path / "a.png"), *opts]) == 130
     assert "deblurred 0 images" in capsys.readouterr().err
 

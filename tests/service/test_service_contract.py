@@ -7,6 +7,7 @@ pictures, generated below, and must be answered 200."""
 from __future__ import annotations
 
 import io
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -60,8 +61,12 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", TARGET)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _serve_the_tiny_model(engine: Engine):
-    TARGET.app = create_app(Settings(providers="cpu", max_upload_mb=1), engine)
+def _serve_the_tiny_model(engine: Engine, tmp_path_factory: pytest.TempPathFactory):
+    # Jobs may stay queued here (a full queue would be a 503); their spool goes to a pytest folder.
+    saved, tempfile.tempdir = tempfile.tempdir, str(tmp_path_factory.mktemp("contract-spool"))
+    TARGET.app = create_app(Settings(providers="cpu", max_upload_mb=1, job_max_queued=100_000), engine)
+    yield
+    tempfile.tempdir = saved
 
 
 @schema.parametrize()
