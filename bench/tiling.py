@@ -5,7 +5,7 @@
 Why one session for the whole sweep: the tile shape is just the input shape of the same ONNX Runtime
 session (dynamic H/W), so each configuration runs service.tiling.run_tiled over engine.run with its
 own TilePlan, after one untimed warm-up call at that shape. The quality column is the PSNR of the
-tiled output against the whole-image output of the same model (DESIGN.md asks ≥ 40 dB).
+tiled output against the whole-image output of the same model (docs/model-contract.md asks ≥ 40 dB).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 come from `jobs.router`, guarded like /deblur by the API keys of `auth` when they are set.
 
 The heavy lifting is elsewhere (images, engine, pipeline); this module validates, gates, times and maps
-errors to the statuses promised in DESIGN.md. A client's input never produces a 500: the only 500 is an
+errors to the statuses promised in docs/api.md. A client's input never produces a 500: the only 500 is an
 unexpected failure inside inference, answered with the request id and logged once with its traceback.
 """
 

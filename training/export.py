@@ -5,7 +5,7 @@
 The NAF U-Net is written straight into an NCHW graph (training/onnx_nchw.py); `--tf2onnx` converts
 it with tf2onnx instead (the only path for other generators).
 
-The contract (DESIGN.md): input `blurry`, output `sharp`, float32 NHWC RGB in [0, 1] with dynamic
+The contract (docs/model-contract.md): input `blurry`, output `sharp`, float32 NHWC RGB in [0, 1] with dynamic
 N/H/W, opset ≥ 17, and metadata_props carrying name, version, size multiple, normalisation and a
 training summary. Parity is checked on random inputs of two sizes, one of them not a multiple of
 the size multiple (so the in-graph padding is exercised); over `tolerance` the file is not written.

