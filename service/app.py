@@ -25,7 +25,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
@@ -52,7 +51,7 @@ from .jobs.router import router as jobs_router
 from .middleware import BodyLimitMiddleware, Busy, ConcurrencyGate, Metrics, RequestContextMiddleware
 from .pipeline import process_bytes
 from .reload import Reloader, add_admin_routes
-from .settings import Settings, get_settings
+from .settings import Settings, get_settings, settings_or_explain
 
 log = logging.getLogger("deblur.app")
 
@@ -231,11 +230,8 @@ def serve() -> None:
     """Console script `deblur-serve`: load + warm the model, then serve. Exits 2 with one line if the
     settings or the model are bad (no traceback: the message says what to fix)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = get_settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        log.error("invalid settings: %s: %s", ".".join(map(str, first["loc"])) or "-", first["msg"])
+    settings = settings_or_explain(log)
+    if settings is None:
         sys.exit(2)
     try:
         engine = Engine.from_settings(settings)

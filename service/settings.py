@@ -6,10 +6,11 @@ environment once at start-up instead of failing deep inside a request.
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = Path("models") / "deblur-generator.onnx"
@@ -111,3 +112,14 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings (cached: the environment is read once)."""
     return Settings()
+
+
+def settings_or_explain(log: logging.Logger) -> Settings | None:
+    """`get_settings()`, or None after logging the first invalid setting in one line (for console scripts,
+    which then exit 2: the message says what to fix, no traceback)."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        log.error("invalid settings: %s: %s", ".".join(map(str, first["loc"])) or "-", first["msg"])
+        return None

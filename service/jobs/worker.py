@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from pydantic import ValidationError
 from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -29,7 +28,7 @@ from rq.worker import SimpleWorker, WorkerStatus
 
 from ..engine import Engine, ModelError
 from ..images import ImageError
-from ..settings import Settings, get_settings
+from ..settings import Settings, settings_or_explain
 from .progress import JobCancelled, ProgressReporter
 from .redis_store import JOB_TIMEOUT_S, REDIS_ERRORS, RERUNS, RedisJobStore
 from .runner import run_job
@@ -131,11 +130,8 @@ def main() -> int:
     """Console script `deblur-worker`; exit 2 with one line for bad settings, no Redis or a bad model."""
     global _context
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = get_settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        log.error("invalid settings: %s: %s", ".".join(map(str, first["loc"])) or "-", first["msg"])
+    settings = settings_or_explain(log)
+    if settings is None:
         return 2
     if not settings.redis_url:
         log.error("deblur-worker needs DEBLUR_REDIS_URL (the Redis that the API replicas use)")

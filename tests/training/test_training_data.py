@@ -181,3 +181,8 @@ def test_photo_fetcher_keeps_really_blurred_photos_out_of_training(tmp_path) -> 
     assert sorted(p.name for p in (out / "train" / "pkg").iterdir()) == ["sharp.jpg"]
     assert [p.name for p in (out / "real-blur").iterdir()] == ["Storm.jpg"]
     assert [(s["file"], s["folder"]) for s in sources] == [("sharp.jpg", "pkg"), ("Storm.jpg", "real-blur")]
+    (out / "independent" / "pkg").mkdir(parents=True)
+    (out / "independent" / "pkg" / "old.jpg").write_bytes(b"left by an older fetch")
+    _collect(root, ["img/sharp.jpg"], out / "independent" / "pkg", "pkg", "1.0", "lic", sources)
+    assert [p.name for p in (out / "independent" / "pkg").iterdir()] == ["sharp.jpg"]
+    assert [s["set"] for s in sources] == ["train", "real-blur", "independent"]

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data.degrade import add_noise, blur_linear, quantise
+from training.data.kernels import splat
 from training.data.protocol import seed_for
 
 FAMILIES = ("walk", "tremor", "arc", "smooth", "line")
@@ -39,15 +40,8 @@ def _splat(points: np.ndarray, weights: np.ndarray, extent: float, rng: np.rando
     angle = rng.uniform(0, 2 * np.pi)
     size = int(np.ceil(extent + 2 * offset_len)) // 2 * 2 + 3
     centroid = np.average(points, axis=0, weights=weights)
-    points = points - centroid + (size - 1) / 2 + offset_len * np.array([np.cos(angle), np.sin(angle)])
-    kernel = np.zeros((size + 1, size + 1))
-    x0, y0 = np.floor(points[:, 0]).astype(int), np.floor(points[:, 1]).astype(int)
-    fx, fy = points[:, 0] - x0, points[:, 1] - y0
-    x0, y0 = np.clip(x0, 0, size - 1), np.clip(y0, 0, size - 1)
-    for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        np.add.at(kernel, (y0 + dy, x0 + dx), w * weights)
-    kernel = kernel[:size, :size]
-    return kernel / kernel.sum()
+    return splat(points - centroid + (size - 1) / 2 + offset_len * np.array([np.cos(angle), np.sin(angle)]),
+                 weights, size)
 
 
 def _dwell(rng: np.random.Generator, n: int) -> np.ndarray:

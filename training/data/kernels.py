@@ -15,7 +15,11 @@ FAMILIES = ("shake", "line", "defocus", "blob", "gaussian")
 
 def _rasterise(points: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
     """Splat sub-pixel (x, y) points bilinearly onto a size×size canvas centred on their centroid."""
-    points = points - np.average(points, axis=0, weights=weights) + (size - 1) / 2
+    return splat(points - np.average(points, axis=0, weights=weights) + (size - 1) / 2, weights, size)
+
+
+def splat(points: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
+    """Weighted sub-pixel (x, y) points, in canvas coordinates, splatted bilinearly; unit sum."""
     kernel = np.zeros((size + 1, size + 1), np.float64)
     x0 = np.floor(points[:, 0]).astype(int)
     y0 = np.floor(points[:, 1]).astype(int)
