@@ -129,3 +129,36 @@ def test_eval_runs_the_independent_protocol_with_aligned_and_oracle_columns(tmp_
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == 2 and summary["mean_aligned_gain_db"] == pytest.approx(0, abs=1e-9)
     assert summary["mean_wiener_true_aligned_gain_db"] > 0 and set(summary["by_family"]) <= set(FAMILIES)
+
+
+def _photo_folders(tmp_path: Path, make_photo) -> tuple[Path, Path]:
+    """An own-protocol folder (one photo, named so that the 12 % file-hash split holds it out) and an
+    independent folder, with photos big enough for the ±6 px search after the largest kernels."""
+    from training.data.synthetic import is_validation
+    own, independent = tmp_path / "own", tmp_path / "independent"
+    own.mkdir()
+    independent.mkdir()
+    rng = np.random.default_rng(9)
+    names = [n for n in (f"p{i}.png" for i in range(200)) if is_validation(Path(n), 0.12)][:1]
+    Image.fromarray(make_photo(rng, 200, 220)).save(own / names[0])
+    Image.fromarray(make_photo(rng, 200, 220)).save(independent / "q.png")
+    return own, independent
+
+
+def test_kernel_estimation_bench_scores_every_estimator(tmp_path: Path, make_photo, capsys) -> None:
+    from bench.kernel_estimation import main as bench_main
+    own, independent = _photo_folders(tmp_path, make_photo)
+    assert bench_main(["--photos", str(own), "--independent", str(independent), "--limit", "1"]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| own") or
+             line.startswith("| independent")]
+    assert len(table) == 6 and all("| 1 " in line for line in table)  # 3 estimators × 2 protocols, 1 case each
+    ceiling = [line for line in table if "true kernel" in line]
+    assert all(line.split("|")[4].strip() == "0" for line in ceiling)  # the true kernel's L1 to itself
+
+
+def test_deconvolution_bench_sweeps_and_times(tmp_path: Path, make_photo, capsys) -> None:
+    from bench.deconvolution import main as bench_main
+    own, _ = _photo_folders(tmp_path, make_photo)
+    assert bench_main(["--photos", str(own), "--limit", "1", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "1 own-protocol crops" in out and out.count("| 0.0") + out.count("| 0.1") >= 3
