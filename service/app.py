@@ -8,8 +8,10 @@ unexpected failure inside inference, answered with the request id and logged onc
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -226,9 +228,33 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     return app
 
 
-def serve() -> None:
+# flag -> the environment variable it overrides (flags win; both go through the same validation)
+SERVE_FLAGS = {"host": "DEBLUR_HOST", "port": "DEBLUR_PORT", "model": "DEBLUR_MODEL_PATH",
+               "providers": "DEBLUR_PROVIDERS", "threads": "DEBLUR_THREADS"}
+
+
+def _apply_serve_flags(argv: list[str] | None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="deblur-serve", description="Serve the deblurring model over HTTP (settings: DEBLUR_* variables; "
+        "these flags override them).")
+    parser.add_argument("--host", help="address to listen on (DEBLUR_HOST/HOST; default 0.0.0.0)")
+    parser.add_argument("--port", help="port (DEBLUR_PORT/PORT; default 8000)")
+    parser.add_argument("--model", help="ONNX model file (DEBLUR_MODEL_PATH; default the shipped model)")
+    parser.add_argument("--providers", help="cuda,cpu or cpu (DEBLUR_PROVIDERS)")
+    parser.add_argument("--threads", help="ONNX Runtime intra-op threads, 0 = its choice (DEBLUR_THREADS)")
+    args = parser.parse_args(argv)
+    for flag, variable in SERVE_FLAGS.items():
+        if (value := getattr(args, flag)) is not None:
+            os.environ[variable] = value
+            if flag in ("host", "port"):
+                os.environ.pop(flag.upper(), None)  # the unprefixed alias would otherwise take precedence
+    get_settings.cache_clear()
+
+
+def serve(argv: list[str] | None = None) -> None:
     """Console script `deblur-serve`: load + warm the model, then serve. Exits 2 with one line if the
     settings or the model are bad (no traceback: the message says what to fix)."""
+    _apply_serve_flags(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_or_explain(log)
     if settings is None:
