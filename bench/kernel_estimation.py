@@ -27,7 +27,7 @@ from service.kernel_estimation import EDGE_FRACTION, centre_on_centroid, clean_k
 from training.data.independent import CROP, independent_cases
 from training.data.protocol import protocol_pair
 from training.data.synthetic import is_validation, list_images
-from training.evaluate import load_rgb
+from training.evaluate import independent_photos, load_rgb
 from training.scoring import aligned_psnr
 
 CANVAS = 45
@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=0, help="at most N photos per protocol (0 = all)")
     args = p.parse_args(argv)
     methods = estimators(args.model, args.guide)
-    photos = [(q.name, load_rgb(q, 2048)) for q in list_images([args.independent])][:args.limit or None]
-    protocols = {"own": own_cases(args.photos, args.limit), "independent": independent_cases(photos)}
+    protocols = {"own": own_cases(args.photos, args.limit),
+                 "independent": independent_cases(independent_photos(args.independent, limit=args.limit))}
     table = Table(["protocol", "estimator", "cases", "kernel L1", "Wiener gain, estimate (aligned dB)",
                    "Wiener gain, true kernel", "worse than input", "estimation s/MP"])
     for protocol, cases in protocols.items():

@@ -25,6 +25,15 @@ def psnr_ssim(restored: np.ndarray, sharp: np.ndarray) -> tuple[float, float]:
             float(tf.reduce_mean(tf.image.ssim(restored, sharp, 1.0))))
 
 
+def last_wall(csv_path: Path, step: int) -> float:
+    """Wall time already spent in a run folder up to `step`, so a resumed run's time axis is cumulative."""
+    if not csv_path.exists():
+        return 0.0
+    with open(csv_path) as f:
+        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+    return float(rows[-1]["wall_s"]) if rows else 0.0
+
+
 class TrainingMonitor(keras.callbacks.Callback):
     def __init__(self, cfg, run_dir: Path, val: tuple[np.ndarray, np.ndarray], start_step: int,
                  phase_start: int, log_every: int = 50) -> None:
@@ -35,18 +44,10 @@ class TrainingMonitor(keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(str(run_dir / "tb"))
         self.csv_path = run_dir / "log.csv"
         self.started = time.time()
-        self.wall_offset = self._last_wall()
+        self.wall_offset = last_wall(self.csv_path, self.step)
         if not self.csv_path.exists():
             with open(self.csv_path, "w", newline="") as f:
                 csv.writer(f).writerow(FIELDS)
-
-    def _last_wall(self) -> float:
-        """Wall time already spent in this run folder, so the learning curve's time axis is cumulative."""
-        if not self.csv_path.exists():
-            return 0.0
-        with open(self.csv_path) as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
-        return float(rows[-1]["wall_s"]) if rows else 0.0
 
     def validate(self) -> tuple[float, float]:
         blur, sharp = self.val

@@ -64,6 +64,12 @@ def build_data(cfg: Config):
             val_pairs = train.pairs[-max(1, len(train.pairs) // 10):]
         val = PairedCrops(val_pairs, cfg.val_crop, cfg.seed + 1, augment=False)
         return train, fixed_set(val, cfg.val_images)
+    train, val = synthetic_samplers(cfg)
+    return train, fixed_set(val, cfg.val_images)
+
+
+def synthetic_samplers(cfg: Config) -> tuple[SyntheticPairs, SyntheticPairs]:
+    """(train, validation) synthetic-blur samplers from the config's photo folders (file-hash split)."""
     folders = [f for f in cfg.photos.split(",") if f]
     photos, val_photos, _ = split_photos(folders, cfg.val_fraction, cfg.crop)
     log.info("%d training photos, %d validation photos", len(photos), len(val_photos))
@@ -76,7 +82,7 @@ def build_data(cfg: Config):
                     cfg.val_fraction)
     val_photos_ok = [p for p in val_source if min(p.shape[:2]) >= cfg.val_crop + cfg.max_blur] or val_source
     val = SyntheticPairs(val_photos_ok, cfg.val_crop, cfg.seed + 1, augment=False, **kw)
-    return train, fixed_set(val, cfg.val_images)
+    return train, val
 
 
 PRECISIONS = ("float32", "mixed_bfloat16")

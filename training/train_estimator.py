@@ -25,10 +25,11 @@ from training import checkpoint
 from training.config import Config
 from training.data.kernels import canvas_size
 from training.data.pipeline import train_dataset
-from training.data.synthetic import DataError, SyntheticPairs, split_photos
+from training.data.synthetic import DataError, SyntheticPairs
 from training.kernel_estimator import KernelEstimatorTrainer, pad_kernel
+from training.monitor import last_wall
 from training.nets import build_generator
-from training.train import WarmupCosine, precision_policy
+from training.train import WarmupCosine, precision_policy, synthetic_samplers
 
 log = logging.getLogger("deblur-train-estimator")
 FIELDS = ["step", "wall_s", "lr", "loss", "kernel_loss", "content", "val_kernel_l1", "val_kernel_mass", "val_box_l1"]
@@ -36,11 +37,7 @@ FIELDS = ["step", "wall_s", "lr", "loss", "kernel_loss", "content", "val_kernel_
 
 def kernel_samplers(cfg: Config):
     """(train sampler → (blurred, padded kernel), fixed validation arrays) from the config's photos."""
-    photos, val_photos, _ = split_photos([f for f in cfg.photos.split(",") if f], cfg.val_fraction, cfg.crop)
-    kw = dict(max_blur=cfg.max_blur, kernel_weights=cfg.kernel_weights, max_noise=cfg.max_noise,
-              jpeg_prob=cfg.jpeg_prob)
-    train = SyntheticPairs(photos, cfg.crop, cfg.seed, scale_range=cfg.scale_range, **kw)
-    val = SyntheticPairs(val_photos or photos, cfg.crop, cfg.seed + 1, augment=False, **kw)
+    train, val = synthetic_samplers(cfg)
 
     def sample(source: SyntheticPairs, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         blurred, sharp, kernel = source.with_kernel(index)
@@ -61,11 +58,8 @@ class EstimatorMonitor(keras.callbacks.Callback):
         self.box_l1 = float(np.mean(np.abs(val[1] - box).sum(axis=(1, 2))))
         self.csv_path = run_dir / "log.csv"
         self.started = time.time()
-        self.wall_offset = 0.0
-        if self.csv_path.exists():
-            rows = [r for r in csv.DictReader(self.csv_path.open()) if int(r["step"]) <= step]
-            self.wall_offset = float(rows[-1]["wall_s"]) if rows else 0.0
-        else:
+        self.wall_offset = last_wall(self.csv_path, step)
+        if not self.csv_path.exists():
             with self.csv_path.open("w", newline="") as f:
                 csv.writer(f).writerow(FIELDS)
 
