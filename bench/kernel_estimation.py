@@ -9,7 +9,8 @@ independent protocol: training/data/independent.py) and each estimator it report
   (service/deconvolution.py, fixed weight) run with the estimate, beside the same run with the true kernel;
 - seconds per megapixel of the estimation alone (median over the cases, this machine).
 Estimators: the true kernel (the ceiling), a 9×9 box (what "always guess the mean" earns), the shipped
-generator's output as guide with Cho & Lee's top-10 % gradient selection, and a trained guide network.
+generator's output as guide with Cho & Lee's top-10 % gradient selection (the Fourier closed form, and
+the support-constrained non-negative least squares the service uses), and a trained guide network.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ import numpy as np
 from bench.common import Report, Table, base_parser, finish
 from service.deconvolution import DEFAULT_WEIGHT, wiener
 from service.engine import Engine
-from service.kernel_estimation import EDGE_FRACTION, centre_on_centroid, clean_kernel, least_squares_kernel
+from service.kernel_estimation import (
+    EDGE_FRACTION,
+    centre_on_centroid,
+    clean_kernel,
+    least_squares_kernel,
+    support_kernel,
+)
 from training.data.independent import CROP, independent_cases
 from training.data.protocol import protocol_pair
 from training.data.synthetic import is_validation, list_images
@@ -49,9 +56,9 @@ def kernel_l1(estimate: np.ndarray, truth: np.ndarray) -> float:
     return float(np.abs(centre_on_centroid(estimate, size) - centre_on_centroid(truth, size)).sum())
 
 
-def guided(engine: Engine, edge_fraction: float) -> Estimator:
+def guided(engine: Engine, edge_fraction: float, solver=least_squares_kernel) -> Estimator:
     def estimate(blurred: np.ndarray, _truth: np.ndarray) -> np.ndarray:
-        return clean_kernel(least_squares_kernel(blurred, engine.deblur(blurred).image, CANVAS, edge_fraction))
+        return clean_kernel(solver(blurred, engine.deblur(blurred).image, CANVAS, edge_fraction))
     return estimate
 
 
@@ -60,7 +67,9 @@ def estimators(model: Path, guide: Path | None) -> dict[str, Estimator]:
     found: dict[str, Estimator] = {
         "true kernel (ceiling)": lambda b, k: k,
         "9x9 box (mean guess)": lambda b, k: np.full((9, 9), 1 / 81),
-        f"shipped model as guide, top {EDGE_FRACTION:.0%} edges": guided(shipped, EDGE_FRACTION),
+        f"shipped model as guide, top {EDGE_FRACTION:.0%} edges, Fourier": guided(shipped, EDGE_FRACTION),
+        f"shipped model as guide, top {EDGE_FRACTION:.0%} edges, on the support (service)":
+            guided(shipped, EDGE_FRACTION, support_kernel),
     }
     if guide:
         learned = Engine(guide, providers=("cpu",), threads=1)
