@@ -33,6 +33,8 @@ class Config:
     dec_blocks: tuple[int, ...] = (1, 1, 1)
     kernel_sizes: tuple[int, ...] = ()          # nafunet depthwise kernel per level + middle; () = all 3
     discriminator: str = "patchgan"             # patchgan | multiscale
+    hint: str = ""                              # "" | wiener: the refiner's extra input (docs/kernel-aware.md)
+    hint_guide: str = "models/deblur-generator.onnx"  # the ONNX model whose output guides the hint's kernel estimate
     kernel_canvas: int = 45                     # kernel estimator's square canvas (px, odd; holds max_blur + 2)
     guide_content_weight: float = 10.0          # kernel estimator: Charbonnier of the guide vs sharp, beside the kernel
     disc_width: int = 32

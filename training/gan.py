@@ -28,9 +28,14 @@ class DeblurGAN(keras.Model):
     def metrics(self) -> list:
         return list(self.trackers.values())
 
+    @property
+    def input_channels(self) -> int:
+        """3, or 6 for a hinted generator (photo ⊕ deconvolution)."""
+        return self.generator.inputs[0].shape[-1]
+
     def call(self, blurry, training: bool = False):
-        if blurry.shape[-1] == 6:  # a stacked (blurry, sharp) batch (see train_step): Keras builds on one
-            blurry = blurry[..., :3]
+        if blurry.shape[-1] == self.input_channels + 3:  # a stacked (blurry, sharp) batch: Keras builds on one
+            blurry = blurry[..., :self.input_channels]
         return self.generator(blurry, training=training)
 
     def content_loss(self, sharp, restored):
@@ -64,7 +69,7 @@ class DeblurGAN(keras.Model):
 
     def train_step(self, data):
         # a (blurry, sharp) pair, or both stacked on channels (how a multi-worker run feeds them: train.py)
-        blurry, sharp = data if isinstance(data, (tuple, list)) else tf.split(data, 2, axis=-1)
+        blurry, sharp = data if isinstance(data, (tuple, list)) else tf.split(data, [self.input_channels, 3], axis=-1)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         adversarial = self.cfg.adv_weight > 0
         if adversarial:

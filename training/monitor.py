@@ -40,7 +40,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         super().__init__()
         self.cfg, self.run_dir, self.val = cfg, run_dir, val
         self.step, self.phase_start, self.log_every = start_step, phase_start, log_every
-        self.input_scores = psnr_ssim(val[0], val[1])
+        self.input_scores = psnr_ssim(val[0][..., :3], val[1])  # a hinted input's first 3 channels are the photo
         self.writer = tf.summary.create_file_writer(str(run_dir / "tb"))
         self.csv_path = run_dir / "log.csv"
         self.started = time.time()

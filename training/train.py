@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -23,8 +24,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from service.engine import Engine  # noqa: E402
 from training import checkpoint  # noqa: E402
 from training.config import Config  # noqa: E402
+from training.data.hinted import HintedPairs  # noqa: E402
 from training.data.paired import PairedCrops, find_pairs  # noqa: E402
 from training.data.pipeline import fixed_set, train_dataset  # noqa: E402
 from training.data.synthetic import DataError, SyntheticPairs, split_photos  # noqa: E402
@@ -32,6 +35,7 @@ from training.distribute import agree_on_step, cluster_size, is_chief, strategy_
 from training.gan import DeblurGAN  # noqa: E402
 from training.monitor import TrainingMonitor  # noqa: E402
 from training.nets import build_discriminator, build_generator, macs_per_megapixel  # noqa: E402
+from training.nets.nafunet import transfer_weights  # noqa: E402
 
 log = logging.getLogger("deblur-train")
 
@@ -55,7 +59,8 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def build_data(cfg: Config):
-    """(train sampler, validation arrays) from paired folders or from sharp photos + synthetic blur."""
+    """(train sampler, validation arrays) from paired folders or from sharp photos + synthetic blur;
+    with a `hint`, each sample's input also carries the kernel-aware chain's deconvolution."""
     if cfg.paired:
         train = PairedCrops(find_pairs(cfg.paired, "train"), cfg.crop, cfg.seed)
         try:
@@ -63,9 +68,22 @@ def build_data(cfg: Config):
         except DataError:
             val_pairs = train.pairs[-max(1, len(train.pairs) // 10):]
         val = PairedCrops(val_pairs, cfg.val_crop, cfg.seed + 1, augment=False)
-        return train, fixed_set(val, cfg.val_images)
-    train, val = synthetic_samplers(cfg)
+    else:
+        train, val = synthetic_samplers(cfg)
+    if cfg.hint:
+        guide = Engine(cfg.hint_guide, providers=("cpu",), threads=1)
+        train, val = HintedPairs(train, guide), HintedPairs(val, guide)
     return train, fixed_set(val, cfg.val_images)
+
+
+def initialise_generator(generator: keras.Model, cfg: Config) -> None:
+    """Load `init_weights`; a hinted net takes a plain net's weights and keeps its hint stem at zero."""
+    if not cfg.hint:
+        generator.load_weights(cfg.init_weights)
+        return
+    plain = build_generator(dataclasses.replace(cfg, hint=""))
+    plain.load_weights(cfg.init_weights)
+    log.info("kept initial weights for %s", ", ".join(transfer_weights(plain, generator)))
 
 
 def synthetic_samplers(cfg: Config) -> tuple[SyntheticPairs, SyntheticPairs]:
@@ -133,7 +151,7 @@ def _train(cfg: Config) -> Path:
             schedule.total = max(cfg.steps - phase_start, 1)
             log.info("resumed from %s at step %d", ckpt_path, step)
         elif cfg.init_weights:
-            generator.load_weights(cfg.init_weights)
+            initialise_generator(generator, cfg)
             log.info("generator initialised from %s (step %d)", cfg.init_weights, step)
         agree_on_step(strategy, step)
         keras.utils.set_random_seed(cfg.seed + step)
@@ -154,7 +172,9 @@ def _train(cfg: Config) -> Path:
             train_sampler, cfg.crop, cfg.batch, step, ctx.num_input_pipelines, ctx.input_pipeline_id,
             ctx.get_per_replica_batch_size(cfg.batch)).map(lambda blurry, sharp: tf.concat([blurry, sharp], -1)))
     else:
-        dataset = train_dataset(train_sampler, cfg.crop, cfg.batch, start_step=step)
+        channels = generator.inputs[0].shape[-1]
+        dataset = train_dataset(train_sampler, cfg.crop, cfg.batch, start_step=step,
+                                shapes=((cfg.crop, cfg.crop, channels), (cfg.crop, cfg.crop, 3)))
     verbose = (1 if sys.stdout.isatty() else 2) if chief else 0  # a bar on a terminal, no \r spam in log files
     gan.fit(dataset, epochs=1, steps_per_epoch=cfg.steps - step, callbacks=callbacks, verbose=verbose)
     return run_dir

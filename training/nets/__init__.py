@@ -9,11 +9,17 @@ from training.nets.nafunet import build_nafunet
 from training.nets.resnet import build_resnet_generator
 
 GENERATORS = ("nafunet", "resnet")
+HINT_CHANNELS = {"": 0, "wiener": 3}  # config `hint` → extra input channels (service/kernel_aware.py's hint)
 
 
 def build_generator(cfg) -> keras.Model:
+    if cfg.hint not in HINT_CHANNELS:
+        raise ValueError(f"unknown hint {cfg.hint!r}: use one of {', '.join(map(repr, HINT_CHANNELS))}")
+    if cfg.hint and cfg.generator != "nafunet":
+        raise ValueError(f"hint {cfg.hint!r} needs generator 'nafunet', not {cfg.generator!r}")
     if cfg.generator == "nafunet":
-        return build_nafunet(cfg.width, cfg.enc_blocks, cfg.mid_blocks, cfg.dec_blocks, cfg.kernel_sizes)
+        return build_nafunet(cfg.width, cfg.enc_blocks, cfg.mid_blocks, cfg.dec_blocks, cfg.kernel_sizes,
+                             hint_channels=HINT_CHANNELS[cfg.hint])
     if cfg.generator == "resnet":
         return build_resnet_generator(width=cfg.width)
     raise ValueError(f"unknown generator {cfg.generator!r}: use one of {', '.join(GENERATORS)}")
@@ -23,7 +29,7 @@ def macs_per_megapixel(model: keras.Model, size: int = 256) -> float:
     """Multiply-accumulates per output megapixel, counted from the layers' shapes on a size² input."""
     macs = 0
     probe = keras.Model(model.inputs, [layer.output for layer in model.layers[1:]])
-    outputs = probe(keras.ops.zeros((1, size, size, 3)))
+    outputs = probe(keras.ops.zeros((1, size, size, model.inputs[0].shape[-1])))
     shapes = [o.shape for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
     for layer, shape in zip(model.layers[1:], shapes, strict=True):
         out_px = shape[1] * shape[2] if len(shape) == 4 else 0

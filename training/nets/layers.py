@@ -32,6 +32,21 @@ class CropLike(layers.Layer):
         return x[:, : ops.shape(like)[1], : ops.shape(like)[2], :]
 
 
+@keras.saving.register_keras_serializable("deblur")
+class ChannelSlice(layers.Layer):
+    """Channels [start, stop) of an NHWC tensor: splits a stacked input (photo, hint) inside the graph."""
+
+    def __init__(self, start: int, stop: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.start, self.stop = start, stop
+
+    def call(self, x):
+        return x[..., self.start:self.stop]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
 class _BlockShuffle(layers.Layer):
     """Shared config of the pixel (un)shuffle layers: the block size b."""
 

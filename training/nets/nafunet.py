@@ -17,7 +17,15 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from training.nets.layers import CropLike, DepthToSpace, LayerScale, PadToMultiple, SimpleGate, SpaceToDepth
+from training.nets.layers import (
+    ChannelSlice,
+    CropLike,
+    DepthToSpace,
+    LayerScale,
+    PadToMultiple,
+    SimpleGate,
+    SpaceToDepth,
+)
 
 
 def naf_block(x, channels: int, name: str, kernel: int = 3):
@@ -37,21 +45,29 @@ def naf_block(x, channels: int, name: str, kernel: int = 3):
 
 def build_nafunet(width: int = 24, enc_blocks: Sequence[int] = (1, 1, 2), mid_blocks: int = 4,
                   dec_blocks: Sequence[int] = (1, 1, 1), kernel_sizes: Sequence[int] | None = None,
-                  name: str = "nafunet") -> keras.Model:
+                  hint_channels: int = 0, name: str = "nafunet") -> keras.Model:
     """NHWC RGB [0, 1] in → same size out; any H, W (pads itself to `size_multiple`).
 
     `kernel_sizes` gives the depthwise kernel of each level, encoder/decoder levels then the middle
-    (default 3 everywhere)."""
+    (default 3 everywhere). `hint_channels` > 0 appends that many input channels (the kernel-aware
+    chain's deconvolution, service/kernel_aware.py) with their own zero-initialised stem added to the
+    RGB stem: every other layer keeps its name and shape, so a plain net's weights load unchanged
+    (`transfer_weights`) and the hinted net starts as exactly that net."""
     kernel_sizes = tuple(kernel_sizes or (3,) * (len(enc_blocks) + 1))
     if len(kernel_sizes) != len(enc_blocks) + 1 or any(k < 1 or k % 2 == 0 for k in kernel_sizes):
         raise ValueError(f"kernel_sizes must be {len(enc_blocks) + 1} odd sizes (one per level and the middle), "
                          f"got {kernel_sizes}")
     multiple = 2 * 2 ** len(enc_blocks)
-    inputs = keras.Input((None, None, 3), name="blurry")
+    inputs = keras.Input((None, None, 3 + hint_channels), name="blurry")
     # The image path (pad, residual add, crop) stays float32 under a mixed-precision policy: the
     # output is input + correction, and bfloat16 would round the input itself to ~1/256.
-    x = PadToMultiple(multiple, name="pad", dtype="float32")(inputs)
+    padded = PadToMultiple(multiple, name="pad", dtype="float32")(inputs)
+    x = ChannelSlice(0, 3, name="rgb", dtype="float32")(padded) if hint_channels else padded
     h = layers.Conv2D(width, 3, padding="same", name="stem")(SpaceToDepth(2, name="unshuffle")(x))
+    if hint_channels:
+        hint = SpaceToDepth(2, name="hint_unshuffle")(ChannelSlice(3, 3 + hint_channels, name="hint")(padded))
+        h = layers.Add(name="hint_add")([h, layers.Conv2D(width, 3, padding="same", kernel_initializer="zeros",
+                                                          name="hint_stem")(hint)])
     skips, channels = [], width
     for level, n in enumerate(enc_blocks):
         for i in range(n):
@@ -74,3 +90,16 @@ def build_nafunet(width: int = 24, enc_blocks: Sequence[int] = (1, 1, 2), mid_bl
     model = keras.Model(inputs, outputs, name=name)
     model.size_multiple = multiple
     return model
+
+
+def transfer_weights(source: keras.Model, target: keras.Model) -> list[str]:
+    """Copy every layer's weights from `source` into the same-named layer of `target` (a plain net into
+    its hinted twin); returns the names of `target`'s layers that kept their own (initial) weights."""
+    by_name = {layer.name: layer for layer in target.layers}
+    for layer in source.layers:
+        if layer.weights:
+            if layer.name not in by_name:
+                raise ValueError(f"{target.name} has no layer {layer.name!r} to take {source.name}'s weights")
+            by_name[layer.name].set_weights(layer.get_weights())
+    copied = {layer.name for layer in source.layers}
+    return [layer.name for layer in target.layers if layer.weights and layer.name not in copied]

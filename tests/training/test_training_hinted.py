@@ -1,0 +1,98 @@
+"""The kernel-aware refiner (issue 15, item 4): the support-constrained kernel estimate, the hint the
+service makes from it, the hinted net that starts as the plain net, and a hinted training run."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.kernel_aware import HINT_CANVAS, wiener_hint
+from service.kernel_estimation import centre_on_centroid, clean_kernel, least_squares_kernel, support_kernel
+from training.data.degrade import add_noise, blur_linear, quantise
+from training.data.kernels import shake_kernel
+
+
+def _noisy_pair(make_photo, kernel: np.ndarray, size: int = 160) -> tuple[np.ndarray, np.ndarray]:
+    region = make_photo(np.random.default_rng(11), size, size).astype(np.float32) / 255
+    m = (kernel.shape[0] - 1) // 2
+    blurred = quantise(add_noise(blur_linear(region, kernel), np.random.default_rng(12), shot=0.0, read=0.01))
+    return blurred, region[m:m + blurred.shape[0], m:m + blurred.shape[1]]
+
+
+def _l1(estimate: np.ndarray, kernel: np.ndarray, size: int = 31) -> float:
+    return float(np.abs(centre_on_centroid(estimate, size) - centre_on_centroid(kernel, size)).sum())
+
+
+def test_support_kernel_survives_sensor_noise_where_the_fourier_form_does_not(make_photo) -> None:
+    kernel = shake_kernel(np.random.default_rng(3), 15)
+    blurred, sharp = _noisy_pair(make_photo, kernel)
+    constrained = support_kernel(blurred, sharp, 21, ridge=1e-3)  # a sharp guide needs only a light ridge
+    assert constrained.shape == (21, 21) and constrained.min() >= 0 and constrained.sum() > 0
+    ours = _l1(clean_kernel(constrained), kernel)
+    fourier = _l1(clean_kernel(least_squares_kernel(blurred, sharp, 21)), kernel)
+    assert ours < 0.6 and ours < fourier / 2
+    with pytest.raises(ValueError, match="odd"):
+        support_kernel(blurred, sharp, 20)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (20, 30), (3, 200)])
+def test_the_hint_is_defined_for_any_image_size(shape: tuple[int, int]) -> None:
+    rgb = np.random.default_rng(0).random((*shape, 3)).astype(np.float32)
+    hint, kernel = wiener_hint(rgb, rgb)
+    assert hint.shape == rgb.shape and np.isfinite(hint).all()
+    assert kernel.shape == (HINT_CANVAS, HINT_CANVAS) and kernel.sum() == pytest.approx(1)
+    flat = np.full((40, 40, 3), 0.5, np.float32)
+    hint, kernel = wiener_hint(flat, flat)  # no edges at all: "no blur", not NaN
+    assert kernel.max() == 1 and np.abs(hint - flat).max() < 1e-3
+
+
+def test_the_hint_deblurs_when_the_guide_is_sharp(make_photo) -> None:
+    from training.scoring import aligned_psnr
+    kernel = shake_kernel(np.random.default_rng(5), 13)
+    blurred, sharp = _noisy_pair(make_photo, kernel, 200)
+    hint, _ = wiener_hint(blurred, sharp)
+    assert aligned_psnr(hint, sharp)[0] > aligned_psnr(blurred, sharp)[0] + 1
+
+
+def test_hinted_net_starts_as_the_plain_net(tiny_overrides: list[str]) -> None:
+    from training.config import Config
+    from training.nets import build_generator
+    from training.nets.nafunet import transfer_weights
+    cfg = Config.load(None, tiny_overrides)
+    plain, hinted = build_generator(cfg), build_generator(dataclasses.replace(cfg, hint="wiener"))
+    rng = np.random.default_rng(1)
+    for w in plain.weights:  # non-trivial weights everywhere (the head starts at zero)
+        w.assign(rng.normal(0, 0.1, w.shape).astype(w.dtype))
+    assert transfer_weights(plain, hinted) == ["hint_stem"]
+    x = rng.random((2, 24, 40, 6)).astype(np.float32)
+    np.testing.assert_array_equal(hinted(x).numpy(), plain(x[..., :3]).numpy())
+    assert hinted.inputs[0].shape[-1] == 6 and hinted(x).shape == (2, 24, 40, 3)
+    with pytest.raises(ValueError, match="no layer"):
+        transfer_weights(hinted, plain)
+    with pytest.raises(ValueError, match="unknown hint"):
+        build_generator(dataclasses.replace(cfg, hint="oracle"))
+    with pytest.raises(ValueError, match="needs generator 'nafunet'"):
+        build_generator(dataclasses.replace(cfg, hint="wiener", generator="resnet"))
+
+
+def test_a_hinted_run_trains_on_the_service_hint_from_plain_weights(tiny_overrides: list[str],
+                                                                    tmp_path: Path) -> None:
+    from test_training_models import _identity_onnx
+
+    from training.config import Config
+    from training.train import train
+    plain = Config.load(None, [*tiny_overrides, "steps=2", f"run_dir={tmp_path / 'plain'}"])
+    weights = train(plain) / "generator.weights.h5"
+    guide = _identity_onnx(tmp_path / "guide.onnx")
+    overrides = [*tiny_overrides, "steps=4", "hint=wiener", f"hint_guide={guide}", f"init_weights={weights}",
+                 "crop=48", "val_crop=48"]
+    run_dir = train(Config.load(None, overrides))
+    rows = list(csv.DictReader((run_dir / "log.csv").open()))
+    assert [int(r["step"]) for r in rows if r["val_psnr"]] == [2, 4]
+    assert all(float(r["val_psnr"]) > 5 for r in rows)
+    with np.load(run_dir / "ckpt.npz") as data:
+        assert any(data[k].shape[:3] == (3, 3, 12) for k in data.files if k.startswith("g/"))  # the hint stem
