@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from .kernel_aware import HINT_CHANNELS, HINT_NAME, wiener_hint
 from .tiling import TilePlan, reflect_indices, run_tiled
 
 log = logging.getLogger("deblur.engine")
@@ -105,7 +106,7 @@ def read_info(path: Path, metadata: dict[str, str]) -> ModelInfo:
     )
 
 
-def _check_contract(session: ort.InferenceSession, path: Path) -> None:
+def _check_contract(session: ort.InferenceSession, path: Path, metadata: dict[str, str]) -> None:
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
         raise ModelError(f"{path}: expected one input named {INPUT_NAME!r}, got {[i.name for i in inputs]}")
@@ -115,8 +116,9 @@ def _check_contract(session: ort.InferenceSession, path: Path) -> None:
         shape = arg.shape
         if arg.type != "tensor(float)" or len(shape) != 4:
             raise ModelError(f"{path}: {arg.name} must be float32 NHWC rank 4, got {arg.type} {shape}")
-        if isinstance(shape[3], int) and shape[3] != 3:
-            raise ModelError(f"{path}: {arg.name} must have 3 channels (NHWC), got shape {shape}")
+        channels = 3 + HINT_CHANNELS if arg.name == INPUT_NAME and metadata.get("hint") else 3
+        if shape[3] != channels:
+            raise ModelError(f"{path}: {arg.name} must have {channels} channels (NHWC), got shape {shape}")
         if isinstance(shape[1], int) or isinstance(shape[2], int):
             raise ModelError(f"{path}: {arg.name} height and width must be dynamic, got shape {shape}")
 
@@ -151,9 +153,12 @@ class Engine:
         # ORT's own error line for it would be a second, unformatted report of the same failure.
         self._run_options = ort.RunOptions()
         self._run_options.log_severity_level = 4
-        _check_contract(self.session, path)
         meta = self.session.get_modelmeta().custom_metadata_map or {}
+        _check_contract(self.session, path, meta)
         self.info = read_info(path, meta)
+        # A kernel-aware model (docs/model-contract.md) refines the photo beside a deconvolution whose
+        # kernel is estimated against a plain model's output: that guide is a second Engine.
+        self.guide = self._load_guide(path, meta, providers, tile_size, tile_overlap, tile_batch, threads, warmup)
         self.provider: str = self.session.get_providers()[0]
         if "cuda" in self.providers_requested and self.provider != PROVIDER_NAMES["cuda"]:
             log.warning(
@@ -169,6 +174,31 @@ class Engine:
         self.warmed = False
         if warmup:
             self.warmup()
+
+    @staticmethod
+    def _load_guide(path: Path, meta: dict[str, str], *args: Any) -> Engine | None:
+        hint = meta.get("hint")
+        if not hint:
+            return None
+        if hint != HINT_NAME:
+            raise ModelError(f"{path}: metadata hint {hint!r} is not one this service makes (only {HINT_NAME!r})")
+        guide = path.parent / meta.get("hint_guide", "")
+        if not meta.get("hint_guide") or not guide.is_file() or guide.resolve() == path.resolve():
+            raise ModelError(f"{path}: its guide model {meta.get('hint_guide')!r} must be another file beside it")
+        engine = Engine(guide, providers=args[0], tile_size=args[1], tile_overlap=args[2], tile_batch=args[3],
+                        threads=args[4], warmup=args[5])
+        if engine.guide is not None:
+            raise ModelError(f"{path}: its guide {guide.name} needs a guide itself; a guide must be a plain model")
+        return engine
+
+    @property
+    def stages(self) -> int:
+        """Tiled network passes per image: 2 for a kernel-aware model (guide, then refiner), else 1."""
+        return 1 if self.guide is None else 2
+
+    def tile_count(self, height: int, width: int) -> int:
+        """Tiles an image of this size costs in all (what `on_progress` counts up to)."""
+        return self.stages * len(self.plan(height, width))
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> Engine:
@@ -211,7 +241,7 @@ class Engine:
             out = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch}, self._run_options)[0]
         except Exception as exc:
             raise InferenceError(f"ONNX Runtime failed on input {batch.shape}: {exc}") from exc
-        if out.shape != batch.shape:
+        if out.shape != (*batch.shape[:3], 3):
             raise InferenceError(f"model returned shape {out.shape} for input {batch.shape}")
         return out
 
@@ -220,7 +250,7 @@ class Engine:
         sizes = sorted({self.tile_batch, 1}, reverse=True)
         try:
             for n in sizes:
-                self.run(np.zeros((n, self.tile_size, self.tile_size, 3), np.float32))
+                self.run(np.zeros((n, self.tile_size, self.tile_size, 3 + self.hint_channels), np.float32))
         except InferenceError as exc:
             raise ModelError(f"warm-up failed for {self.info.path}: {exc}") from None
         self.warmed = True
@@ -233,16 +263,30 @@ class Engine:
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an H×W×3 image, got shape {rgb.shape}")
         plan = self.plan(rgb.shape[0], rgb.shape[1])
-        out = run_tiled(rgb, self.run, plan, self.tile_batch, on_progress)
+        out = run_tiled(self.model_input(rgb, on_progress), self.run, plan, self.tile_batch, on_progress,
+                        channels_out=3)
         np.clip(out, 0.0, 1.0, out=out)
-        return DeblurResult(out, len(plan))
+        return DeblurResult(out, self.stages * len(plan))
+
+    @property
+    def hint_channels(self) -> int:
+        return 0 if self.guide is None else HINT_CHANNELS
+
+    def model_input(self, rgb: np.ndarray, on_progress: Callable[[int], None] | None = None,
+                    whole: bool = False) -> np.ndarray:
+        """The photo, or for a kernel-aware model the photo ⊕ its hint (guide → kernel → deconvolution)."""
+        if self.guide is None:
+            return rgb
+        guide = self.guide.deblur_whole(rgb) if whole else self.guide.deblur(rgb, on_progress).image
+        hint, _ = wiener_hint(rgb, guide)
+        return np.concatenate([rgb, np.clip(hint, 0.0, 1.0)], -1).astype(np.float32)
 
     def deblur_whole(self, rgb: np.ndarray) -> np.ndarray:
         """Reference path without tiling: reflect-pad to the size multiple, one call, crop, clip."""
         k = self.info.size_multiple
         h, w = rgb.shape[:2]
         rows, cols = reflect_indices(0, _round_up(h, k), h), reflect_indices(0, _round_up(w, k), w)
-        padded = rgb[rows[:, None], cols[None, :]]
+        padded = self.model_input(rgb, whole=True)[rows[:, None], cols[None, :]]
         out = self.run(np.ascontiguousarray(padded[None], np.float32))[0, :h, :w]
         return np.clip(out, 0.0, 1.0)
 
@@ -264,10 +308,15 @@ class Engine:
                 "output": OUTPUT_NAME,
                 "layout": "NHWC",
                 "dtype": "float32",
-                "channels": 3,
+                "channels": 3 + self.hint_channels,
                 "range": [0.0, 1.0],
                 "normalisation": i.normalisation or "rgb01",
                 "size_multiple": i.size_multiple,
+            },
+            "kernel_aware": None if self.guide is None else {
+                "hint": HINT_NAME,
+                "guide": {"name": self.guide.info.name, "version": self.guide.info.version,
+                          "sha256": self.guide.info.sha256},
             },
             "metadata": i.metadata,
         }

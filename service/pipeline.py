@@ -65,7 +65,7 @@ class LocalDeblur:
         self, data: bytes, name: str, fmt: str | None, quality: int | None, on_tiles: TilesCallback
     ) -> Processed:
         w, h = probe_size(data) or (1, 1)
-        total, done = len(self.engine.plan(max(h, 1), max(w, 1))), 0
+        total, done = self.engine.tile_count(max(h, 1), max(w, 1)), 0
 
         def count(tiles: int) -> None:
             nonlocal done

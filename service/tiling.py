@@ -162,9 +162,11 @@ def run_tiled(
     plan: TilePlan,
     batch_size: int,
     on_batch: Callable[[int], None] | None = None,
+    channels_out: int | None = None,
 ) -> np.ndarray:
-    """Apply `fn` ([N,T,T,C] -> [N,T,T,C]) over the plan in batches and blend; returns H×W×C float32."""
-    blender = Blender(plan, image.shape[2])
+    """Apply `fn` ([N,T,T,C] -> [N,T,T,C_out]) over the plan in batches and blend; returns H×W×C_out float32
+    (C_out defaults to C; a kernel-aware model reads photo ⊕ hint and writes RGB)."""
+    blender = Blender(plan, channels_out or image.shape[2])
     for batch in plan.batches(batch_size):
         stack = np.stack([plan.extract(image, t) for t in batch]).astype(np.float32, copy=False)
         out = fn(stack)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from training.config import Config  # noqa: E402
 from training.nets import build_generator  # noqa: E402
 from training.onnx_nchw import is_nafunet, nafunet_to_onnx  # noqa: E402
 
-PARITY_SHAPES = ((1, 64, 96, 3), (2, 77, 131, 3))
+PARITY_SHAPES = ((1, 64, 96), (2, 77, 131))  # N, H, W; the channels are the generator's
 
 
 class ParityError(RuntimeError):
@@ -49,7 +50,9 @@ def to_onnx(generator: keras.Model, opset: int = 17, direct: bool = True) -> onn
 
 
 def tf2onnx_graph(generator: keras.Model, opset: int = 17) -> onnx.ModelProto:
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="blurry")])
+    channels = generator.inputs[0].shape[-1]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32, name="blurry")])
     def serve(blurry):
         return {"sharp": generator(blurry, training=False)}
 
@@ -61,10 +64,11 @@ def check_parity(reference: Callable[[np.ndarray], np.ndarray], model: onnx.Mode
                  seed: int = 0) -> float:
     """Max |TF − ORT| over random inputs; raises ParityError above `tolerance`."""
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    channels = session.get_inputs()[0].shape[3]
     rng = np.random.default_rng(seed)
     worst = 0.0
     for shape in PARITY_SHAPES:
-        x = rng.random(shape, dtype=np.float32)
+        x = rng.random((*shape, channels), dtype=np.float32)
         expected = np.asarray(reference(x))
         got = session.run(["sharp"], {"blurry": x})[0]
         if got.shape != expected.shape:
@@ -102,6 +106,19 @@ def export_generator(generator: keras.Model, out: Path, metadata: dict[str, str]
     return error
 
 
+def place_guide(guide: Path, out: Path, hint: str) -> dict[str, str]:
+    """Copy a hinted model's guide beside `out` (the service finds it there) → the metadata naming it."""
+    if not guide.is_file():
+        raise ValueError(f"guide model {guide} does not exist")
+    target = out.parent / guide.name
+    if target.resolve() == out.resolve():
+        raise ValueError(f"the guide {guide} would be overwritten by --out {out}: give --out another file name")
+    if target.resolve() != guide.resolve():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(guide, target)
+    return {"hint": hint, "hint_guide": guide.name}
+
+
 def load_generator(config: Path, weights: Path) -> tuple[keras.Model, Config]:
     cfg = Config.load(config)
     generator = build_generator(cfg)
@@ -122,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--simplify", action="store_true", help="run onnxslim on the graph (needs onnxslim)")
+    parser.add_argument("--guide", help="a hinted run's guide model (default: the config's hint_guide); copied "
+                        "beside --out, which names it in its metadata")
     parser.add_argument("--tf2onnx", action="store_true",
                         help="convert with tf2onnx even for the NAF U-Net (default: the direct NCHW graph)")
     args = parser.parse_args(argv)
@@ -141,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
                 "training": args.summary or f"{cfg.steps} steps, batch {cfg.batch}x{cfg.crop}^2, see models/README.md"}
     if args.metrics:
         metadata["metrics"] = json.dumps(json.loads(args.metrics.read_text()))
+    if cfg.hint:
+        try:
+            metadata.update(place_guide(Path(args.guide or cfg.hint_guide), args.out, cfg.hint))
+        except ValueError as exc:
+            print(f"deblur-export: {exc}", file=sys.stderr)
+            return 2
     try:
         error = export_generator(generator, args.out, metadata, args.opset, args.tolerance, simplify=args.simplify,
                                  direct=not args.tf2onnx)

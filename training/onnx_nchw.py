@@ -124,7 +124,17 @@ def nafunet_to_onnx(generator: keras.Model, opset: int = 17) -> onnx.ModelProto:
     pad_hw = g.op("Mod", [g.op("Sub", [m, g.op("Mod", [size, m], "rem")], "short"), m], "pad_hw")
     pads = g.op("Concat", [g.const(np.zeros(6, np.int64), "zeros"), pad_hw], "pads", axis=0)
     padded = g.op("Pad", [x, pads], "pad", mode="reflect")
-    h = g.keras_conv(g.op("SpaceToDepth", [padded], "unshuffle", blocksize=2), "stem")
+    channels = generator.inputs[0].shape[-1]
+    if channels > 3:  # a hinted net (nets.nafunet hint_channels): photo and hint split, two stems added
+        rgb, hint = (g.op("Slice", [padded, g.const(np.array([a], np.int64), "from"),
+                                    g.const(np.array([b], np.int64), "to"), g.const(np.array([1], np.int64), "axis")],
+                          name) for a, b, name in ((0, 3, "rgb"), (3, channels, "hint")))
+        h = g.op("Add", [g.keras_conv(g.op("SpaceToDepth", [rgb], "unshuffle", blocksize=2), "stem"),
+                         g.keras_conv(g.op("SpaceToDepth", [hint], "hint_unshuffle", blocksize=2), "hint_stem")],
+                 "hint_add")
+        padded = rgb
+    else:
+        h = g.keras_conv(g.op("SpaceToDepth", [padded], "unshuffle", blocksize=2), "stem")
     skips = []
     for level in range(levels):
         for p in _blocks(generator, f"enc{level}"):
@@ -143,7 +153,8 @@ def nafunet_to_onnx(generator: keras.Model, opset: int = 17) -> onnx.ModelProto:
     starts = g.const(np.zeros(2, np.int64), "starts")
     cropped = g.op("Slice", [out, starts, size, g.const(np.array([2, 3], np.int64), "axes")], "crop")
     g.nodes.append(helper.make_node("Transpose", [cropped], ["sharp"], name="nhwc", perm=[0, 2, 3, 1]))
-    io = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", "H", "W", 3]) for name in ("blurry", "sharp")]
+    io = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", "H", "W", c])
+          for name, c in (("blurry", channels), ("sharp", 3))]
     graph = helper.make_graph(g.nodes, generator.name, io[:1], io[1:], g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="deblur-export")
     model.ir_version = 8

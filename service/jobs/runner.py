@@ -37,7 +37,7 @@ def inspect_upload(engine: Engine, data: bytes, settings: Settings) -> Shape:
     decoded = decode(data, settings.max_megapixels, settings.max_side)
     width, height = decoded.width, decoded.height
     del decoded
-    return Shape(width, height, len(engine.plan(height, width)))
+    return Shape(width, height, engine.tile_count(height, width))
 
 
 def run_job(engine: Engine, data: bytes, record: JobRecord, settings: Settings, report: ProgressReporter) -> Finished:

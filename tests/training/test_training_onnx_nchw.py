@@ -76,3 +76,30 @@ def test_export_cli_tf2onnx_flag(generator: keras.Model, tmp_path: Path, capsys)
 def test_other_generators_are_not_taken_for_the_nafunet() -> None:
     resnet = build_generator(Config.load(None, ["generator=resnet", "width=8"]))
     assert not is_nafunet(resnet)
+
+
+def test_a_hinted_net_exports_with_its_guide_and_the_service_serves_it(tmp_path: Path, capsys) -> None:
+    from test_training_models import _identity_onnx
+
+    from service.engine import Engine
+    hinted = _randomised([*TINY, "hint=wiener"])
+    model = nafunet_to_onnx(hinted)
+    assert model.graph.input[0].type.tensor_type.shape.dim[3].dim_value == 6
+    assert check_parity(lambda x: hinted(x).numpy(), model, tolerance=1e-4) < 1e-4
+    run = tmp_path / "run"
+    run.mkdir()
+    guide = _identity_onnx(tmp_path / "guide.onnx")
+    (run / "config.json").write_text(Config.load(None, [*TINY, "hint=wiener", f"hint_guide={guide}"]).to_json())
+    hinted.save_weights(run / "generator.weights.h5")
+    out = tmp_path / "served" / "refiner.onnx"
+    assert export_main(["--run-dir", str(run), "--out", str(out)]) == 0
+    meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert meta["hint"] == "wiener" and meta["hint_guide"] == "guide.onnx" and (out.parent / "guide.onnx").is_file()
+    engine = Engine(out, providers=["cpu"], tile_size=64, tile_overlap=16, threads=1)
+    rgb = np.random.default_rng(2).random((40, 52, 3)).astype(np.float32)
+    assert engine.deblur(rgb).image.shape == rgb.shape and engine.guide.info.name == "identity"
+    capsys.readouterr()
+    assert export_main(["--run-dir", str(run), "--out", str(out.parent / "guide.onnx")]) == 2
+    assert "would be overwritten" in capsys.readouterr().err
+    assert export_main(["--run-dir", str(run), "--out", str(out), "--guide", str(tmp_path / "none.onnx")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,108 @@
+"""A kernel-aware model (docs/model-contract.md): the engine runs its guide, makes the hint the training
+data made (service/kernel_aware.py), tiles photo ⊕ hint seam-free, and refuses a broken pairing."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from fastapi.testclient import TestClient
+from onnx import TensorProto, helper, numpy_helper
+from service_helpers import make_model, photo, png_bytes
+
+from service.app import create_app
+from service.engine import Engine, ModelError
+from service.kernel_aware import HINT_NAME, wiener_hint
+from service.settings import Settings
+
+
+def hinted_model(path: Path, guide: str, hint: str = HINT_NAME, channels: int = 6) -> Path:
+    """A 3×3 conv from photo ⊕ hint to RGB: half the photo, half the hint, a little mixing (radius 1)."""
+    rng = np.random.default_rng(3)
+    w = rng.normal(0.0, 0.02, size=(3, channels, 3, 3)).astype(np.float32)
+    for c in range(3):
+        w[c, c, 1, 1] += 0.5
+        w[c, (c + 3) % channels, 1, 1] += 0.5
+    nodes = [helper.make_node("Transpose", ["blurry"], ["x"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1]),
+             helper.make_node("Transpose", ["y"], ["sharp"], perm=[0, 2, 3, 1])]
+    graph = helper.make_graph(nodes, "hinted", [helper.make_tensor_value_info("blurry", TensorProto.FLOAT,
+                                                                              ["N", "H", "W", channels])],
+                              [helper.make_tensor_value_info("sharp", TensorProto.FLOAT, ["N", "H", "W", 3])],
+                              initializer=[numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in {"size_multiple": "8", "name": "hinted-test", "version": "h1", "hint": hint,
+                       "hint_guide": guide}.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("kernel-aware")
+    make_model(folder / "guide.onnx", (1, 1), metadata={"name": "guide-test", "version": "g1"})
+    hinted_model(folder / "hinted.onnx", "guide.onnx")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def engine(folder: Path) -> Engine:
+    return Engine(folder / "hinted.onnx", providers=["cpu"], tile_size=64, tile_overlap=16, tile_batch=2, threads=1)
+
+
+def test_the_engine_refines_the_photo_beside_the_hint_made_from_its_guide(engine: Engine) -> None:
+    rgb = np.asarray(photo(150, 100), np.float32) / 255
+    counted: list[int] = []
+    result = engine.deblur(rgb, counted.append)
+    assert result.image.shape == rgb.shape
+    assert result.tiles == sum(counted) == engine.tile_count(100, 150) == 2 * len(engine.plan(100, 150))
+    hint, _ = wiener_hint(rgb, engine.guide.deblur(rgb).image)
+    stacked = np.concatenate([rgb, np.clip(hint, 0, 1)], -1).astype(np.float32)
+    np.testing.assert_allclose(engine.model_input(rgb), stacked, atol=1e-6)
+    np.testing.assert_allclose(result.image, engine.deblur_whole(rgb), atol=1e-5)  # seam-free tiles
+    plain = Engine(engine.guide.info.path, providers=["cpu"], tile_size=64, tile_overlap=16, threads=1)
+    assert np.abs(result.image - plain.deblur(rgb).image).max() > 1e-3  # the hint really reaches the output
+
+
+def test_model_describes_the_chain(engine: Engine) -> None:
+    described = engine.describe()
+    assert described["input"]["channels"] == 6
+    assert described["kernel_aware"]["hint"] == HINT_NAME
+    assert described["kernel_aware"]["guide"]["version"] == "g1"
+
+
+def test_deblur_over_http_counts_both_stages(engine: Engine) -> None:
+    with TestClient(create_app(Settings(providers="cpu"), engine)) as client:
+        r = client.post("/deblur", files={"file": ("p.png", png_bytes(photo(90, 60)), "image/png")})
+        assert r.status_code == 200 and int(r.headers["x-tiles"]) == engine.tile_count(60, 90)
+        assert client.get("/model").json()["kernel_aware"]["guide"]["name"] == "guide-test"
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("unknown-hint", "is not one this service makes"),
+    ("missing-guide", "must be another file beside it"),
+    ("guide-is-itself", "must be another file beside it"),
+    ("guide-needs-a-guide", "a guide must be a plain model"),
+    ("three-channels", "must have 6 channels"),
+])
+def test_a_broken_pairing_is_one_clear_model_error(folder: Path, tmp_path: Path, case: str, message: str) -> None:
+    shutil.copy(folder / "guide.onnx", tmp_path / "guide.onnx")
+    hinted_model(tmp_path / "chained.onnx", "guide.onnx")
+    path = tmp_path / "model.onnx"
+    if case == "unknown-hint":
+        hinted_model(path, "guide.onnx", hint="oracle")
+    elif case == "missing-guide":
+        hinted_model(path, "absent.onnx")
+    elif case == "guide-is-itself":
+        hinted_model(path, "model.onnx")
+    elif case == "guide-needs-a-guide":
+        hinted_model(path, "chained.onnx")
+    else:
+        make_model(path, (1,), metadata={"hint": HINT_NAME, "hint_guide": "guide.onnx"})
+    with pytest.raises(ModelError, match=message):
+        Engine(path, providers=["cpu"], threads=1)
