@@ -1,7 +1,7 @@
 """ONNX Runtime session for the deblurring generator: providers, contract checks, warm-up, tiles.
 
 Why an object with no mutable state after construction: a later reload builds a new Engine beside the
-old one and swaps a reference (see `app.EngineHolder`); requests already running keep the old one.
+old one and swaps a reference (see `deps.EngineHolder`); requests already running keep the old one.
 `session.run` is thread-safe, so one Engine serves concurrent requests.
 
 Batches: the last batch of an image may be shorter than DEBLUR_TILE_BATCH and is run as is (not padded

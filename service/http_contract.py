@@ -8,6 +8,7 @@ both routes reading one definition is what keeps that promise.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import File, Query, Request, UploadFile
@@ -16,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
 
 RETRY_AFTER = "2"
 
@@ -110,13 +112,22 @@ def image_headers(
     return headers
 
 
+def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    """Every APIRoute, also those of included routers (FastAPI >= 0.165 keeps an included router as one
+    entry of `app.routes` whose own routes sit on its `original_router`)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif (included := getattr(route, "original_router", None)) is not None:
+            yield from api_routes(included.routes)
+
+
 async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
     """FastAPI's answer for HTTP errors, except that a 405's `Allow` lists the methods of every route on the
     path (Starlette names only the first route's: /jobs/{id} has GET and DELETE on two routes)."""
     if exc.status_code == 405:
         path = request.url.path
-        methods = {m for r in request.app.routes if isinstance(r, APIRoute) and r.path_regex.match(path)
-                   for m in r.methods}
+        methods = {m for r in api_routes(request.app.routes) if r.path_regex.match(path) for m in r.methods}
         allow = {**(exc.headers or {}), "Allow": ", ".join(sorted(methods))}
         exc = StarletteHTTPException(405, exc.detail, headers=allow)
     return await http_exception_handler(request, exc)
