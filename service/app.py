@@ -9,10 +9,8 @@ and logged once with its traceback.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -36,7 +34,7 @@ from .jobs.router import router as jobs_router
 from .middleware import BodyLimitMiddleware, ConcurrencyGate, Metrics, RequestContextMiddleware
 from .reload import Reloader
 from .routes import admin, health, inference, model, page
-from .settings import Settings, get_settings, settings_or_explain
+from .settings import Settings, get_settings
 
 log = logging.getLogger("deblur.app")
 
@@ -133,37 +131,15 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _err(500, f"internal error; request id {rid}")
 
 
-# flag -> the environment variable it overrides (flags win; both go through the same validation)
-SERVE_FLAGS = {"host": "DEBLUR_HOST", "port": "DEBLUR_PORT", "model": "DEBLUR_MODEL_PATH",
-               "providers": "DEBLUR_PROVIDERS", "threads": "DEBLUR_THREADS"}
-
-
-def _apply_serve_flags(argv: list[str] | None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="deblur-serve", description="Serve the deblurring model over HTTP (settings: DEBLUR_* variables; "
-        "these flags override them).")
-    parser.add_argument("--host", help="address to listen on (DEBLUR_HOST/HOST; default 0.0.0.0)")
-    parser.add_argument("--port", help="port (DEBLUR_PORT/PORT; default 8000)")
-    parser.add_argument("--model", help="ONNX model file (DEBLUR_MODEL_PATH; default the shipped model)")
-    parser.add_argument("--providers", help="cuda,cpu or cpu (DEBLUR_PROVIDERS)")
-    parser.add_argument("--threads", help="ONNX Runtime intra-op threads, 0 = its choice (DEBLUR_THREADS)")
-    args = parser.parse_args(argv)
-    for flag, variable in SERVE_FLAGS.items():
-        if (value := getattr(args, flag)) is not None:
-            os.environ[variable] = value
-            if flag in ("host", "port"):
-                os.environ.pop(flag.upper(), None)  # the unprefixed alias would otherwise take precedence
-    get_settings.cache_clear()
-
-
-def serve(argv: list[str] | None = None) -> None:
-    """Console script `deblur-serve`: load + warm the model, then serve. Exits 2 with one line if the
-    settings or the model are bad (no traceback: the message says what to fix)."""
-    _apply_serve_flags(argv)
+def worker_app() -> FastAPI:
+    """The app of one of uvicorn's worker processes (DEBLUR_WORKERS > 1): it loads its own model."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = settings_or_explain(log)
-    if settings is None:
-        sys.exit(2)
+    return create_app()
+
+
+def serve(settings: Settings) -> None:
+    """Load + warm the model, then serve (`deblur-serve`). Exits 2 with one line if the model is bad
+    (no traceback: the message says what to fix)."""
     try:
         engine = Engine.from_settings(settings)
     except ModelError as exc:
@@ -180,10 +156,18 @@ def serve(argv: list[str] | None = None) -> None:
     )
     import uvicorn
 
+    where = {"host": settings.host, "port": settings.port, "log_level": "info"}
+    if settings.workers > 1:
+        # uvicorn's supervisor starts the workers, restarts one that dies, replaces them one by one on
+        # SIGHUP (each loads the model file anew: a reload) and stops them on SIGTERM. This process only
+        # proved the model loads, so a bad one exits 2 here instead of in every worker.
+        del engine
+        uvicorn.run("service.app:worker_app", factory=True, workers=settings.workers, **where)
+        return
     # uvicorn shuts down gracefully on SIGTERM (stops accepting, finishes in-flight requests) and then
     # re-raises the signal with the handler that was installed before it; make that an exit 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = create_app(settings, engine)
     if hasattr(signal, "SIGHUP"):  # `docker compose kill -s HUP api`: reload the model, keep serving
         signal.signal(signal.SIGHUP, lambda *_: app.state.reloader.trigger("SIGHUP"))
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(app, workers=1, **where)  # workers=1: uvicorn would otherwise read WEB_CONCURRENCY
