@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from .contract import CHANNELS, DTYPE, INPUT_NAME, LAYOUT, NORMALISATION, ONNX_TYPE, OUTPUT_NAME, VALUE_RANGE, Meta
 from .tiling import TilePlan, reflect_indices, run_tiled
 
 log = logging.getLogger("deblur.engine")
 
-INPUT_NAME, OUTPUT_NAME = "blurry", "sharp"
 PROVIDER_NAMES = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 
 
@@ -80,27 +80,27 @@ def read_info(path: Path, metadata: dict[str, str]) -> ModelInfo:
     """ModelInfo from the ONNX metadata_props, with the documented defaults."""
     sha = file_sha256(path)
     try:
-        multiple = int(metadata.get("size_multiple", "1"))
+        multiple = int(metadata.get(Meta.SIZE_MULTIPLE, "1"))
     except ValueError:
-        raise ModelError(f"{path}: metadata size_multiple is not an integer") from None
+        raise ModelError(f"{path}: metadata {Meta.SIZE_MULTIPLE} is not an integer") from None
     if not 1 <= multiple <= 1024:
-        raise ModelError(f"{path}: metadata size_multiple must be 1..1024, got {multiple}")
+        raise ModelError(f"{path}: metadata {Meta.SIZE_MULTIPLE} must be 1..1024, got {multiple}")
     metrics = None
-    if metadata.get("metrics"):
+    if metadata.get(Meta.METRICS):
         try:
-            metrics = json.loads(metadata["metrics"])
+            metrics = json.loads(metadata[Meta.METRICS])
         except ValueError:
-            metrics = {"raw": metadata["metrics"]}
+            metrics = {"raw": metadata[Meta.METRICS]}
     return ModelInfo(
         path=path,
-        name=metadata.get("name") or path.stem,
-        version=metadata.get("version") or sha[:12],
+        name=metadata.get(Meta.NAME) or path.stem,
+        version=metadata.get(Meta.VERSION) or sha[:12],
         sha256=sha,
         size_multiple=multiple,
-        training=metadata.get("training"),
-        normalisation=metadata.get("normalisation"),
+        training=metadata.get(Meta.TRAINING),
+        normalisation=metadata.get(Meta.NORMALISATION),
         metrics=metrics,
-        trained=_parse_bool(metadata.get("trained")),
+        trained=_parse_bool(metadata.get(Meta.TRAINED)),
         metadata=dict(metadata),
     )
 
@@ -113,10 +113,10 @@ def _check_contract(session: ort.InferenceSession, path: Path) -> None:
         raise ModelError(f"{path}: expected an output named {OUTPUT_NAME!r}, got {[o.name for o in outputs]}")
     for arg in (inputs[0], next(o for o in outputs if o.name == OUTPUT_NAME)):
         shape = arg.shape
-        if arg.type != "tensor(float)" or len(shape) != 4:
-            raise ModelError(f"{path}: {arg.name} must be float32 NHWC rank 4, got {arg.type} {shape}")
-        if isinstance(shape[3], int) and shape[3] != 3:
-            raise ModelError(f"{path}: {arg.name} must have 3 channels (NHWC), got shape {shape}")
+        if arg.type != ONNX_TYPE or len(shape) != 4:
+            raise ModelError(f"{path}: {arg.name} must be {DTYPE} {LAYOUT} rank 4, got {arg.type} {shape}")
+        if isinstance(shape[3], int) and shape[3] != CHANNELS:
+            raise ModelError(f"{path}: {arg.name} must have {CHANNELS} channels ({LAYOUT}), got shape {shape}")
         if isinstance(shape[1], int) or isinstance(shape[2], int):
             raise ModelError(f"{path}: {arg.name} height and width must be dynamic, got shape {shape}")
 
@@ -262,11 +262,11 @@ class Engine:
             "input": {
                 "name": INPUT_NAME,
                 "output": OUTPUT_NAME,
-                "layout": "NHWC",
-                "dtype": "float32",
-                "channels": 3,
-                "range": [0.0, 1.0],
-                "normalisation": i.normalisation or "rgb01",
+                "layout": LAYOUT,
+                "dtype": DTYPE,
+                "channels": CHANNELS,
+                "range": list(VALUE_RANGE),
+                "normalisation": i.normalisation or NORMALISATION,
                 "size_multiple": i.size_multiple,
             },
             "metadata": i.metadata,
