@@ -11,18 +11,15 @@ sharp photos blurred by the validation protocol, and prints each level's mean La
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from training.config import Config  # noqa: E402
-from training.nets import build_generator  # noqa: E402
+from training.config import Config
+from training.nets import build_generator
 
 RADII = (4, 8, 16, 24, 32, 48, 64, 96)
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from training.config import Config
+from training.grow import main as grow_main
 from training.nets import build_generator, macs_per_megapixel
 from training.nets.grow import grow_weights, pad_kernel
-from training.nets.grow import main as grow_main
 
 TINY = ["width=8", "enc_blocks=[1,1]", "mid_blocks=1", "dec_blocks=[1,1]"]
 LARGE = TINY + ["kernel_sizes=[3,5,7]"]
