@@ -16,6 +16,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_MODEL = Path("models") / "deblur-generator.onnx"
 
 
+def parse_providers(text: str) -> list[str]:
+    """"cuda, CPU" -> ["cuda", "cpu"]: DEBLUR_PROVIDERS and `deblur --provider` read the same way."""
+    return [p.strip().lower() for p in text.split(",") if p.strip()]
+
+
 class Settings(BaseSettings):
     """Environment variables `DEBLUR_*` (plus `PORT`/`HOST`); see the README for each one."""
 
@@ -82,7 +87,7 @@ class Settings(BaseSettings):
 
     @property
     def provider_list(self) -> list[str]:
-        return [p.strip().lower() for p in self.providers.split(",") if p.strip()]
+        return parse_providers(self.providers)
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -49,12 +49,12 @@ def layer_scales(generator: keras.Model) -> dict[str, float]:
     return {level: float(np.mean(v)) for level, v in levels.items()}
 
 
-def protocol_crops(photos: str, size: int, count: int, seed: int = 7) -> np.ndarray:
+def protocol_crops(photos: str, size: int, count: int, val_fraction: float, seed: int = 7) -> np.ndarray:
     """`count` centre crops of held-out photos, blurred by the fixed protocol."""
     from training.data.protocol import protocol_pair
     from training.data.synthetic import is_validation, list_images, load_photos
 
-    files = [p for p in list_images([photos]) if is_validation(p, 0.12)][:count]
+    files = [p for p in list_images([photos]) if is_validation(p, val_fraction)][:count]
     images, kept, _ = load_photos(files, size + 64)  # too-small photos are skipped: pair names with what was kept
     crops = []
     for path, photo in zip(kept, images, strict=True):
@@ -75,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=8)
     args = parser.parse_args(argv)
     try:
-        generator = build_generator(Config.load(args.config))
+        cfg = Config.load(args.config)
+        generator = build_generator(cfg)
         generator.load_weights(args.weights)
-        images = protocol_crops(args.photos, args.size, args.images)
+        images = protocol_crops(args.photos, args.size, args.images, cfg.val_fraction)
     except (ValueError, OSError) as exc:
         print(f"receptive_field: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import keras
 
-from training.config import Config
+from training.config import CHOICES, Config
 
 
 @keras.saving.register_keras_serializable("deblur")
@@ -35,7 +35,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "floor": self.floor, "warmup": self.warmup, "total": self.total}
 
 
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = CHOICES["precision"]
 
 
 @contextlib.contextmanager

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import keras
 
+from training.config import CHOICES
 from training.nets.discriminator import build_discriminator
 from training.nets.nafunet import build_nafunet
 from training.nets.resnet import build_resnet_generator
 
-GENERATORS = ("nafunet", "resnet")
+GENERATORS = CHOICES["generator"]
 
 
 def build_generator(cfg) -> keras.Model:
