@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import File, Query, Request, UploadFile
+from fastapi import Depends, File, HTTPException, Query, Request, UploadFile
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -86,6 +86,16 @@ OutputFormat = Annotated[
 ]
 Quality = Annotated[int | None, Query(ge=1, le=100, description="JPEG/WebP quality")]
 ONE_FILE_ONLY = "file: send exactly one image (got several `file` parts)"
+
+
+async def one_image(request: Request, file: ImageFile) -> UploadFile:
+    """The upload's `file`; several `file` parts are a 422 (never guess which one the client meant)."""
+    if len((await request.form()).getlist("file")) > 1:
+        raise HTTPException(422, ONE_FILE_ONLY)
+    return file
+
+
+OneImage = Annotated[UploadFile, Depends(one_image)]
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 

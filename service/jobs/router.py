@@ -24,12 +24,11 @@ from ..auth import Caller
 from ..deps import AppSettings, CurrentEngine, Jobs
 from ..http_contract import (
     IMAGE_RESPONSE,
-    ONE_FILE_ONLY,
     RETRY_DOC,
     UPLOAD_ENCODING,
     UPLOAD_ERRORS,
     ErrorBody,
-    ImageFile,
+    OneImage,
     OutputFormat,
     Quality,
     error_doc,
@@ -90,18 +89,8 @@ def answer_error(exc: JobsError) -> JSONResponse:
     },
     openapi_extra=UPLOAD_ENCODING,
 )
-async def submit(
-    request: Request,
-    file: ImageFile,
-    caller: Caller,
-    jobs: Jobs,
-    engine: CurrentEngine,
-    settings: AppSettings,
-    fmt: OutputFormat = None,
-    quality: Quality = None,
-) -> Any:
-    if len((await request.form()).getlist("file")) > 1:
-        return error_response(422, ONE_FILE_ONLY)
+async def submit(request: Request, caller: Caller, jobs: Jobs, engine: CurrentEngine, file: OneImage,
+                 settings: AppSettings, fmt: OutputFormat = None, quality: Quality = None) -> Any:
     data = await file.read()
     try:
         check = partial(inspect_upload, engine, data, settings)

@@ -13,10 +13,9 @@ from fastapi.responses import Response
 from ..deps import AppMetrics, AppSettings, CurrentEngine, Gate
 from ..http_contract import (
     DEBLUR_RESPONSES,
-    ONE_FILE_ONLY,
     RETRY_AFTER,
     UPLOAD_ENCODING,
-    ImageFile,
+    OneImage,
     OutputFormat,
     Quality,
     download_name,
@@ -38,18 +37,8 @@ router = APIRouter()
     summary="Deblur one image",
     openapi_extra=UPLOAD_ENCODING,
 )
-async def deblur(
-    request: Request,
-    file: ImageFile,
-    eng: CurrentEngine,
-    settings: AppSettings,
-    gate: Gate,
-    metrics: AppMetrics,
-    fmt: OutputFormat = None,
-    quality: Quality = None,
-) -> Response:
-    if len((await request.form()).getlist("file")) > 1:  # never guess which one the client meant
-        return error_response(422, ONE_FILE_ONLY)
+async def deblur(request: Request, eng: CurrentEngine, file: OneImage, settings: AppSettings, gate: Gate,
+                 metrics: AppMetrics, fmt: OutputFormat = None, quality: Quality = None) -> Response:
     data = await file.read()
     limits = {"max_megapixels": settings.max_megapixels, "max_side": settings.max_side}
     work = partial(process_bytes, eng, data, fmt=fmt, quality=quality, **limits)

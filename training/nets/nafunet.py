@@ -23,38 +23,12 @@ from training.nets.layers import CropLike, DepthToSpace, LayerScale, PadToMultip
 
 
 class Names:
-    """The layer names of the net. `nafunet_onnx` reads the weights back by them, so they are spelt only here."""
+    """The layer names of the net. `nafunet_onnx` reads the weights back by them, so they are spelt only here;
+    the per-level ones are templates: `Names.DOWN.format(level)`, a block `Names.BLOCK.format(stage, index)`."""
 
     PAD, UNSHUFFLE, STEM, HEAD, SHUFFLE_OUT, RESIDUAL = "pad", "unshuffle", "stem", "head", "shuffle_out", "residual"
-    MID = "mid"  # the middle stage's blocks: mid_0, mid_1, …
-
-    @staticmethod
-    def encoder(level: int) -> str:
-        return f"enc{level}"
-
-    @staticmethod
-    def decoder(level: int) -> str:
-        return f"dec{level}"
-
-    @staticmethod
-    def block(stage: str, index: int) -> str:
-        return f"{stage}_{index}"
-
-    @staticmethod
-    def down(level: int) -> str:
-        return f"down{level}"
-
-    @staticmethod
-    def up(level: int) -> str:
-        return f"up{level}"
-
-    @staticmethod
-    def shuffle(level: int) -> str:
-        return f"shuffle{level}"
-
-    @staticmethod
-    def skip(level: int) -> str:
-        return f"skip{level}"
+    ENCODER, DECODER, MID, BLOCK = "enc{}", "dec{}", "mid", "{}_{}"  # the stages (mid has no level) and their blocks
+    DOWN, UP, SHUFFLE, SKIP = "down{}", "up{}", "shuffle{}", "skip{}"
 
 
 class BlockNames(NamedTuple):
@@ -99,7 +73,7 @@ def stage_blocks(model: keras.Model, stage: str) -> list[str]:
     """The block prefixes of one stage in order (enc0_0, enc0_1, …), read from the model's layers."""
     names = {layer.name for layer in model.layers}
     found: list[str] = []
-    while BlockNames.of(prefix := Names.block(stage, len(found))).norm1 in names:
+    while BlockNames.of(prefix := Names.BLOCK.format(stage, len(found))).norm1 in names:
         found.append(prefix)
     return found
 
@@ -107,7 +81,7 @@ def stage_blocks(model: keras.Model, stage: str) -> list[str]:
 def levels(model: keras.Model) -> int:
     """How many encoder levels (each halves the resolution) the model has."""
     names, level = {layer.name for layer in model.layers}, 0
-    while Names.down(level) in names:
+    while Names.DOWN.format(level) in names:
         level += 1
     return level
 
@@ -137,18 +111,19 @@ def build_nafunet(width: int = 24, enc_blocks: Sequence[int] = (1, 1, 2), mid_bl
     skips, channels = [], width
     for level, n in enumerate(enc_blocks):
         for i in range(n):
-            h = naf_block(h, channels, Names.block(Names.encoder(level), i), kernel_sizes[level])
+            h = naf_block(h, channels, Names.BLOCK.format(Names.ENCODER.format(level), i), kernel_sizes[level])
         skips.append(h)
-        h = layers.Conv2D(2 * channels, 2, strides=2, name=Names.down(level))(h)
+        h = layers.Conv2D(2 * channels, 2, strides=2, name=Names.DOWN.format(level))(h)
         channels *= 2
     for i in range(mid_blocks):
-        h = naf_block(h, channels, Names.block(Names.MID, i), kernel_sizes[-1])
+        h = naf_block(h, channels, Names.BLOCK.format(Names.MID, i), kernel_sizes[-1])
     for level, n in reversed(list(enumerate(dec_blocks))):
-        h = layers.Conv2D(2 * channels, 1, use_bias=False, name=Names.up(level))(h)
+        h = layers.Conv2D(2 * channels, 1, use_bias=False, name=Names.UP.format(level))(h)
         channels //= 2
-        h = layers.Add(name=Names.skip(level))([DepthToSpace(2, name=Names.shuffle(level))(h), skips[level]])
+        up = DepthToSpace(2, name=Names.SHUFFLE.format(level))(h)
+        h = layers.Add(name=Names.SKIP.format(level))([up, skips[level]])
         for i in range(n):
-            h = naf_block(h, channels, Names.block(Names.decoder(level), i), kernel_sizes[level])
+            h = naf_block(h, channels, Names.BLOCK.format(Names.DECODER.format(level), i), kernel_sizes[level])
     h = layers.Conv2D(4 * CHANNELS, 3, padding="same", kernel_initializer="zeros", name=Names.HEAD)(h)
     h = DepthToSpace(2, name=Names.SHUFFLE_OUT, dtype="float32")(h)
     x = layers.Add(name=Names.RESIDUAL, dtype="float32")([x, h])

@@ -118,16 +118,17 @@ def nafunet_to_onnx(generator: keras.Model, opset: int = OPSET) -> onnx.ModelPro
     h = g.keras_conv(g.op("SpaceToDepth", [padded], Names.UNSHUFFLE, blocksize=2), Names.STEM)
     skips = []
     for level in range(depth):
-        for prefix in stage_blocks(generator, Names.encoder(level)):
+        for prefix in stage_blocks(generator, Names.ENCODER.format(level)):
             h = g.block(h, prefix)
         skips.append(h)
-        h = g.keras_conv(h, Names.down(level), stride=2, same=False)
+        h = g.keras_conv(h, Names.DOWN.format(level), stride=2, same=False)
     for prefix in stage_blocks(generator, Names.MID):
         h = g.block(h, prefix)
     for level in reversed(range(depth)):
-        up = g.op("DepthToSpace", [g.keras_conv(h, Names.up(level))], Names.shuffle(level), blocksize=2, mode="DCR")
-        h = g.op("Add", [up, skips[level]], Names.skip(level))
-        for prefix in stage_blocks(generator, Names.decoder(level)):
+        up = g.keras_conv(h, Names.UP.format(level))
+        up = g.op("DepthToSpace", [up], Names.SHUFFLE.format(level), blocksize=2, mode="DCR")
+        h = g.op("Add", [up, skips[level]], Names.SKIP.format(level))
+        for prefix in stage_blocks(generator, Names.DECODER.format(level)):
             h = g.block(h, prefix)
     head = g.op("DepthToSpace", [g.keras_conv(h, Names.HEAD)], Names.SHUFFLE_OUT, blocksize=2, mode="DCR")
     out = g.op("Add", [padded, head], Names.RESIDUAL)
