@@ -137,9 +137,13 @@ def worker_app() -> FastAPI:
     return create_app()
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings | None = None) -> None:
     """Load + warm the model, then serve (`deblur-serve`). Exits 2 with one line if the model is bad
     (no traceback: the message says what to fix)."""
+    if settings is None:  # a `deblur-serve` script installed before the entry point became service.serve:main
+        from .serve import main  # (until `pip install -e .` rewrites it, as `make` does when pyproject changes)
+
+        return main()
     try:
         engine = Engine.from_settings(settings)
     except ModelError as exc:
