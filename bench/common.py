@@ -202,7 +202,7 @@ def write_section(path: Path, key: str, text: str, first: bool = False) -> None:
     start, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
     block = f"{start}\n{text.rstrip()}\n{end}\n"
     old = path.read_text() if path.is_file() else (
-        "# Benchmark results\n\nWritten by `python -m bench` (see README, Benchmarks). Each section names the "
+        "# Benchmark results\n\nWritten by `python -m bench` (see docs/benchmarks.md). Each section names the "
         "machine, versions and exact command that produced it; medians of N runs, ratios from the same run.\n\n")
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.S)
     if pattern.search(old):

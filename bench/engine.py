@@ -8,7 +8,7 @@ the same picture, the same TilePlan (default tile settings) and the same blendin
 TF runs each batch of tiles through a graph-mode tf.function, ORT through Engine.deblur. The two are
 timed round-robin and their outputs compared (max |ORT − TF|) to prove the weights are the same.
 A third runner, `ORT tf2onnx`, is the same weights converted by tf2onnx (`deblur-export --tf2onnx`):
-it measures what the direct NCHW export (training/onnx_nchw.py) gains over the stock converter.
+it measures what the direct NCHW export (training/nets/nafunet_onnx.py) gains over the stock converter.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from service.kernel_estimation import (
     least_squares_kernel,
     support_kernel,
 )
+from training.config import Config
 from training.data.independent import CROP, independent_cases
 from training.data.protocol import protocol_pair
 from training.data.synthetic import is_validation, list_images
@@ -43,7 +44,8 @@ Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (blurred, true ker
 
 
 def own_cases(photos: str, limit: int) -> Iterator[tuple[str, np.ndarray, np.ndarray, str, np.ndarray]]:
-    files = [p for p in list_images([photos]) if is_validation(p, 0.12)][:limit or None]
+    held_out = [p for p in list_images([photos]) if is_validation(p, Config.val_fraction)]  # training's split
+    files = held_out[:limit or None]
     for path in files:
         photo = load_rgb(path, 1024)
         h, w = photo.shape[:2]

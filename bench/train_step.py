@@ -27,19 +27,17 @@ def _rel(path: Path) -> str:
 
 
 def _gan(cfg, precision: str, weights: Path | None):
-    import keras
-
     from training.gan import DeblurGAN
     from training.nets import build_discriminator, build_generator
-    from training.train import precision_policy
+    from training.runtime import make_optimizers, precision_policy
 
     with precision_policy(precision):
         generator = build_generator(cfg)
         if weights:
             generator.load_weights(weights)
         gan = DeblurGAN(generator, build_discriminator(cfg.discriminator, cfg.disc_width), cfg)
-        gan.compile(keras.optimizers.AdamW(1e-6, weight_decay=cfg.weight_decay, beta_2=0.99),
-                    keras.optimizers.Adam(cfg.disc_lr))
+        optimizers = make_optimizers(cfg)  # the update deblur-train runs, so the step timed is the real one
+        gan.compile(optimizers.generator, optimizers.discriminator)
     return gan
 
 
@@ -48,7 +46,7 @@ def run(args: argparse.Namespace) -> Report:
     import tensorflow as tf
 
     from training.config import Config
-    from training.train import PRECISIONS
+    from training.runtime import PRECISIONS
 
     overrides = ["width=8", "enc_blocks=[1]", "mid_blocks=1", "dec_blocks=[1]", "kernel_sizes=[]"] if args.quick else []
     cfg = Config.load(args.config, [*overrides, "adv_weight=0"])

@@ -24,12 +24,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .engine import Engine, ModelError
-from .images import SUPPORTED_TEXT, ImageError, normalise_format, probe_size
+from .images import IMAGE_SUFFIXES, SUPPORTED_TEXT, ImageError, normalise_format, probe_size
 from .pipeline import Deblur, LocalDeblur
 from .remote import RemoteDeblur, ServerUnusable
-from .settings import Settings
+from .settings import Settings, parse_providers
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".webp", ".bmp", ".tif", ".tiff"}
 SUFFIX_FORMAT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".webp": "webp"}
 FORMAT_SUFFIX = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 SUFFIX = "-deblurred"
@@ -181,7 +180,7 @@ def _engine(args: argparse.Namespace, settings: Settings) -> Engine:
     }
     kwargs: dict[str, object] = {k: v for k, v in overrides.items() if v is not None}
     if args.provider:
-        kwargs["providers"] = [p.strip() for p in args.provider.split(",") if p.strip()]
+        kwargs["providers"] = parse_providers(args.provider)
     return Engine.from_settings(settings, **kwargs)
 
 

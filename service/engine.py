@@ -1,7 +1,7 @@
 """ONNX Runtime session for the deblurring generator: providers, contract checks, warm-up, tiles.
 
 Why an object with no mutable state after construction: a later reload builds a new Engine beside the
-old one and swaps a reference (see `app.EngineHolder`); requests already running keep the old one.
+old one and swaps a reference (see `deps.EngineHolder`); requests already running keep the old one.
 `session.run` is thread-safe, so one Engine serves concurrent requests.
 
 Batches: the last batch of an image may be shorter than DEBLUR_TILE_BATCH and is run as is (not padded
@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from .contract import CHANNELS, DTYPE, INPUT_NAME, LAYOUT, NORMALISATION, ONNX_TYPE, OUTPUT_NAME, VALUE_RANGE, Meta
 from .kernel_aware import HINT_CHANNELS, HINT_NAME, wiener_hint
 from .tiling import TilePlan, reflect_indices, run_tiled
 
 log = logging.getLogger("deblur.engine")
 
-INPUT_NAME, OUTPUT_NAME = "blurry", "sharp"
 PROVIDER_NAMES = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 
 
@@ -81,27 +81,27 @@ def read_info(path: Path, metadata: dict[str, str]) -> ModelInfo:
     """ModelInfo from the ONNX metadata_props, with the documented defaults."""
     sha = file_sha256(path)
     try:
-        multiple = int(metadata.get("size_multiple", "1"))
+        multiple = int(metadata.get(Meta.SIZE_MULTIPLE, "1"))
     except ValueError:
-        raise ModelError(f"{path}: metadata size_multiple is not an integer") from None
+        raise ModelError(f"{path}: metadata {Meta.SIZE_MULTIPLE} is not an integer") from None
     if not 1 <= multiple <= 1024:
-        raise ModelError(f"{path}: metadata size_multiple must be 1..1024, got {multiple}")
+        raise ModelError(f"{path}: metadata {Meta.SIZE_MULTIPLE} must be 1..1024, got {multiple}")
     metrics = None
-    if metadata.get("metrics"):
+    if metadata.get(Meta.METRICS):
         try:
-            metrics = json.loads(metadata["metrics"])
+            metrics = json.loads(metadata[Meta.METRICS])
         except ValueError:
-            metrics = {"raw": metadata["metrics"]}
+            metrics = {"raw": metadata[Meta.METRICS]}
     return ModelInfo(
         path=path,
-        name=metadata.get("name") or path.stem,
-        version=metadata.get("version") or sha[:12],
+        name=metadata.get(Meta.NAME) or path.stem,
+        version=metadata.get(Meta.VERSION) or sha[:12],
         sha256=sha,
         size_multiple=multiple,
-        training=metadata.get("training"),
-        normalisation=metadata.get("normalisation"),
+        training=metadata.get(Meta.TRAINING),
+        normalisation=metadata.get(Meta.NORMALISATION),
         metrics=metrics,
-        trained=_parse_bool(metadata.get("trained")),
+        trained=_parse_bool(metadata.get(Meta.TRAINED)),
         metadata=dict(metadata),
     )
 
@@ -114,11 +114,11 @@ def _check_contract(session: ort.InferenceSession, path: Path, metadata: dict[st
         raise ModelError(f"{path}: expected an output named {OUTPUT_NAME!r}, got {[o.name for o in outputs]}")
     for arg in (inputs[0], next(o for o in outputs if o.name == OUTPUT_NAME)):
         shape = arg.shape
-        if arg.type != "tensor(float)" or len(shape) != 4:
-            raise ModelError(f"{path}: {arg.name} must be float32 NHWC rank 4, got {arg.type} {shape}")
-        channels = 3 + HINT_CHANNELS if arg.name == INPUT_NAME and metadata.get("hint") else 3
-        if shape[3] != channels:
-            raise ModelError(f"{path}: {arg.name} must have {channels} channels (NHWC), got shape {shape}")
+        if arg.type != ONNX_TYPE or len(shape) != 4:
+            raise ModelError(f"{path}: {arg.name} must be {DTYPE} {LAYOUT} rank 4, got {arg.type} {shape}")
+        channels = CHANNELS + HINT_CHANNELS if arg.name == INPUT_NAME and metadata.get(Meta.HINT) else CHANNELS
+        if isinstance(shape[3], int) and shape[3] != channels:
+            raise ModelError(f"{path}: {arg.name} must have {channels} channels ({LAYOUT}), got shape {shape}")
         if isinstance(shape[1], int) or isinstance(shape[2], int):
             raise ModelError(f"{path}: {arg.name} height and width must be dynamic, got shape {shape}")
 
@@ -177,14 +177,15 @@ class Engine:
 
     @staticmethod
     def _load_guide(path: Path, meta: dict[str, str], *args: Any) -> Engine | None:
-        hint = meta.get("hint")
+        hint = meta.get(Meta.HINT)
         if not hint:
             return None
         if hint != HINT_NAME:
             raise ModelError(f"{path}: metadata hint {hint!r} is not one this service makes (only {HINT_NAME!r})")
-        guide = path.parent / meta.get("hint_guide", "")
-        if not meta.get("hint_guide") or not guide.is_file() or guide.resolve() == path.resolve():
-            raise ModelError(f"{path}: its guide model {meta.get('hint_guide')!r} must be another file beside it")
+        named = meta.get(Meta.HINT_GUIDE, "")
+        guide = path.parent / named
+        if not named or not guide.is_file() or guide.resolve() == path.resolve():
+            raise ModelError(f"{path}: its guide model {named!r} must be another file beside it")
         engine = Engine(guide, providers=args[0], tile_size=args[1], tile_overlap=args[2], tile_batch=args[3],
                         threads=args[4], warmup=args[5])
         if engine.guide is not None:
@@ -241,7 +242,7 @@ class Engine:
             out = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch}, self._run_options)[0]
         except Exception as exc:
             raise InferenceError(f"ONNX Runtime failed on input {batch.shape}: {exc}") from exc
-        if out.shape != (*batch.shape[:3], 3):
+        if out.shape != (*batch.shape[:3], CHANNELS):
             raise InferenceError(f"model returned shape {out.shape} for input {batch.shape}")
         return out
 
@@ -250,7 +251,7 @@ class Engine:
         sizes = sorted({self.tile_batch, 1}, reverse=True)
         try:
             for n in sizes:
-                self.run(np.zeros((n, self.tile_size, self.tile_size, 3 + self.hint_channels), np.float32))
+                self.run(np.zeros((n, self.tile_size, self.tile_size, CHANNELS + self.hint_channels), np.float32))
         except InferenceError as exc:
             raise ModelError(f"warm-up failed for {self.info.path}: {exc}") from None
         self.warmed = True
@@ -306,11 +307,11 @@ class Engine:
             "input": {
                 "name": INPUT_NAME,
                 "output": OUTPUT_NAME,
-                "layout": "NHWC",
-                "dtype": "float32",
-                "channels": 3 + self.hint_channels,
-                "range": [0.0, 1.0],
-                "normalisation": i.normalisation or "rgb01",
+                "layout": LAYOUT,
+                "dtype": DTYPE,
+                "channels": CHANNELS + self.hint_channels,
+                "range": list(VALUE_RANGE),
+                "normalisation": i.normalisation or NORMALISATION,
                 "size_multiple": i.size_multiple,
             },
             "kernel_aware": None if self.guide is None else {

@@ -8,14 +8,16 @@ both routes reading one definition is what keeps that promise.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import File, Query, Request, UploadFile
+from fastapi import Depends, File, HTTPException, Query, Request, UploadFile
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
 
 RETRY_AFTER = "2"
 
@@ -85,6 +87,16 @@ OutputFormat = Annotated[
 Quality = Annotated[int | None, Query(ge=1, le=100, description="JPEG/WebP quality")]
 ONE_FILE_ONLY = "file: send exactly one image (got several `file` parts)"
 
+
+async def one_image(request: Request, file: ImageFile) -> UploadFile:
+    """The upload's `file`; several `file` parts are a 422 (never guess which one the client meant)."""
+    if len((await request.form()).getlist("file")) > 1:
+        raise HTTPException(422, ONE_FILE_ONLY)
+    return file
+
+
+OneImage = Annotated[UploadFile, Depends(one_image)]
+
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -110,13 +122,22 @@ def image_headers(
     return headers
 
 
+def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    """Every APIRoute, also those of included routers (FastAPI >= 0.165 keeps an included router as one
+    entry of `app.routes` whose own routes sit on its `original_router`)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif (included := getattr(route, "original_router", None)) is not None:
+            yield from api_routes(included.routes)
+
+
 async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
     """FastAPI's answer for HTTP errors, except that a 405's `Allow` lists the methods of every route on the
     path (Starlette names only the first route's: /jobs/{id} has GET and DELETE on two routes)."""
     if exc.status_code == 405:
         path = request.url.path
-        methods = {m for r in request.app.routes if isinstance(r, APIRoute) and r.path_regex.match(path)
-                   for m in r.methods}
+        methods = {m for r in api_routes(request.app.routes) if r.path_regex.match(path) for m in r.methods}
         allow = {**(exc.headers or {}), "Allow": ", ".join(sorted(methods))}
         exc = StarletteHTTPException(405, exc.detail, headers=allow)
     return await http_exception_handler(request, exc)

@@ -35,6 +35,8 @@ DEFAULT_QUALITY = {"jpeg": 92, "webp": 90}
 # request, for a file 8 % smaller (1411 vs 1538 KB, bench.http); PNG stays lossless either way.
 PNG_COMPRESS_LEVEL = 1
 SUPPORTED_TEXT = "PNG, JPEG, WebP, BMP, TIFF"
+# the file names of those formats: what `deblur` picks from folders and training reads as photos
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".webp", ".bmp", ".tif", ".tiff"})
 _ORIENTATION = ExifTags.Base.Orientation
 
 

@@ -1,7 +1,7 @@
-"""Zero-downtime model reload: SIGHUP and `POST /admin/reload` (token from DEBLUR_ADMIN_TOKEN).
+"""Zero-downtime model reload: SIGHUP and `POST /admin/reload` (its route: `routes.admin`).
 
 Why beside-and-swap: the new Engine is loaded and warmed while the old one keeps serving; only a model
-that loaded and warmed up is swapped in (one reference assignment, see `app.EngineHolder`), and
+that loaded and warmed up is swapped in (one reference assignment, see `deps.EngineHolder`), and
 requests that already took the old engine finish on it. A model that fails is rejected and the old one
 keeps serving. Reloads are serialised by a lock, so two triggers never race to swap. The model path is
 the settings' (DEBLUR_MODEL_PATH): a re-export writes that file atomically, then a reload picks it up.
@@ -10,30 +10,20 @@ the settings' (DEBLUR_MODEL_PATH): a re-export writes that file atomically, then
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
-import anyio
-from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel
 
 from .engine import Engine
 
 log = logging.getLogger("deblur.reload")
-_BEARER = HTTPBearer(auto_error=False, description="DEBLUR_ADMIN_TOKEN")
 
 
 class ReloadRejected(Exception):
     """The new model could not be loaded or warmed up; the message says why and what still serves."""
-
-
-class AdminError(BaseModel):
-    detail: str
 
 
 class ReloadDone(BaseModel):
@@ -91,40 +81,3 @@ class Reloader:
     def trigger(self, trigger: str) -> None:
         """Start a reload in a background thread; safe to call from a signal handler."""
         threading.Thread(target=self.reload_logged, args=(trigger,), name="deblur-reload", daemon=True).start()
-
-
-def add_admin_routes(app: FastAPI, reloader: Reloader, token: str) -> None:
-    """`POST /admin/reload`, only when a token is configured (otherwise the route does not exist: 404)."""
-    expected = token.encode()
-
-    def _authorised(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> None:
-        if cred is None:
-            raise HTTPException(
-                401,
-                "admin token required: Authorization: Bearer <DEBLUR_ADMIN_TOKEN>",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if not secrets.compare_digest(cred.credentials.encode(), expected):
-            raise HTTPException(403, "wrong admin token")
-
-    responses: dict[int | str, dict[str, Any]] = {
-        401: {"model": AdminError, "description": "no `Authorization: Bearer` token"},
-        403: {"model": AdminError, "description": "wrong token"},
-        409: {"model": AdminError, "description": "the new model failed to load or warm up; the old one serves on"},
-    }
-
-    @app.post(
-        "/admin/reload",
-        summary="Reload the model without downtime",
-        description="Loads and warms up DEBLUR_MODEL_PATH beside the model in use, then swaps it in; requests "
-        "in flight finish on the previous model. Same as sending SIGHUP to the server.",
-        response_model=ReloadDone,
-        responses=responses,
-        dependencies=[Depends(_authorised)],
-        tags=["admin"],
-    )
-    async def admin_reload() -> Any:
-        try:
-            return await anyio.to_thread.run_sync(reloader.reload)
-        except ReloadRejected as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=409)

@@ -16,6 +16,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_MODEL = Path("models") / "deblur-generator.onnx"
 
 
+def parse_providers(text: str) -> list[str]:
+    """"cuda, CPU" -> ["cuda", "cpu"]: DEBLUR_PROVIDERS and `deblur --provider` read the same way."""
+    return [p.strip().lower() for p in text.split(",") if p.strip()]
+
+
 class Settings(BaseSettings):
     """Environment variables `DEBLUR_*` (plus `PORT`/`HOST`); see the README for each one."""
 
@@ -42,6 +47,7 @@ class Settings(BaseSettings):
     job_store_mb: float = Field(512.0, gt=0, description="MiB of stored job results; the oldest expire first")
     job_max_queued: int = Field(32, ge=1, le=100_000, description="jobs waiting to run; more get 503")
     job_lease_s: float = Field(30.0, ge=1, le=3600, description="Redis mode: a running job unseen this long is re-run")
+    workers: int = Field(1, ge=1, le=64, description="server processes (deblur-serve --workers); >1 needs Redis")
     port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "DEBLUR_PORT"))
     host: str = Field("0.0.0.0", validation_alias=AliasChoices("HOST", "DEBLUR_HOST"))
 
@@ -55,6 +61,8 @@ class Settings(BaseSettings):
             raise ValueError(f"DEBLUR_PROVIDERS must list cuda and/or cpu, got {self.providers!r}")
         if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("DEBLUR_REDIS_URL must start with redis://, rediss:// or unix://")
+        if self.workers > 1 and self.redis_url is None:
+            raise ValueError("DEBLUR_WORKERS > 1 needs DEBLUR_REDIS_URL: embedded jobs live in one process")
         self.api_key_values()  # a missing or empty keys file stops the start, with its name
         return self
 
@@ -79,7 +87,7 @@ class Settings(BaseSettings):
 
     @property
     def provider_list(self) -> list[str]:
-        return [p.strip().lower() for p in self.providers.split(",") if p.strip()]
+        return parse_providers(self.providers)
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -8,6 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.kernel_aware import HINT_NAME
+from training.data.kernels import DEFAULT_KERNEL_WEIGHTS
+
+# the fields that name one of a few implementations; checked when a config loads, not steps into a run
+CHOICES = {
+    "generator": ("nafunet", "resnet"),
+    "discriminator": ("patchgan", "multiscale"),
+    "adversarial": ("ralsgan", "wgan-gp"),
+    "precision": ("float32", "mixed_bfloat16"),
+    "hint": ("", HINT_NAME),  # "" = a plain net; else the service's hint the net reads beside the photo
+}
+
 
 @dataclass
 class Config:
@@ -21,7 +33,7 @@ class Config:
     batch: int = 8
     scale_range: tuple[float, float] = (0.5, 1.0)  # random downscale before cropping (eval runs at 1×)
     max_blur: float = 41.0                      # largest kernel extent (px)
-    kernel_weights: tuple[float, ...] = (0.4, 0.25, 0.1, 0.15, 0.1)  # shake, line, defocus, blob, gaussian
+    kernel_weights: tuple[float, ...] = DEFAULT_KERNEL_WEIGHTS  # shake, line, defocus, blob, gaussian
     max_noise: float = 0.02
     jpeg_prob: float = 0.25
     seed: int = 1234
@@ -80,6 +92,9 @@ class Config:
             if not sep or key not in names:
                 raise ValueError(f"bad override {item!r}: expected KEY=VALUE with KEY one of {', '.join(names)}")
             setattr(cfg, key, _coerce(getattr(cfg, key), _parse(raw), key))
+        for key, allowed in CHOICES.items():
+            if getattr(cfg, key) not in allowed:
+                raise ValueError(f"unknown {key} {getattr(cfg, key)!r} in the config: use one of {', '.join(allowed)}")
         return cfg
 
     def to_json(self) -> str:

@@ -27,6 +27,7 @@ from PIL import Image
 
 from service.deconvolution import wiener
 from service.engine import Engine, ModelError
+from training.config import Config
 from training.data.independent import independent_cases
 from training.data.paired import find_pairs
 from training.data.protocol import protocol_pair
@@ -138,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="own: the training generator's kernels on held-out photos; independent: another "
                              "generator's kernels on photos from packages training never uses")
     parser.add_argument("--all", action="store_true", help="use every photo, not only the held-out split")
-    parser.add_argument("--val-fraction", type=float, default=0.12, help="must match training's split")
+    parser.add_argument("--val-fraction", type=float, default=Config.val_fraction,
+                        help="must match training's split (default: the config's)")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--max-side", type=int, default=0, help="downscale larger images first (0 = never)")
     parser.add_argument("--real", help="folder of really blurred photos: writes before/after crops only")

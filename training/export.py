@@ -2,7 +2,7 @@
 
     deblur-export --run-dir runs/phase2 --out models/deblur-generator.onnx --version 1.0.0
 
-The NAF U-Net is written straight into an NCHW graph (training/onnx_nchw.py); `--tf2onnx` converts
+The NAF U-Net is written straight into an NCHW graph (training/nets/nafunet_onnx.py); `--tf2onnx` converts
 it with tf2onnx instead (the only path for other generators).
 
 The contract (docs/model-contract.md): input `blurry`, output `sharp`, float32 NHWC RGB in [0, 1] with dynamic
@@ -22,18 +22,18 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import onnx
+import onnxruntime as ort
+import tensorflow as tf
+import tf2onnx
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf2onnx  # noqa: E402
-
-from training.config import Config  # noqa: E402
-from training.nets import build_generator  # noqa: E402
-from training.onnx_nchw import is_nafunet, nafunet_to_onnx  # noqa: E402
+from service.contract import DTYPE, DYNAMIC_DIMS, INPUT_NAME, LAYOUT, NORMALISATION, OPSET, OUTPUT_NAME, Meta
+from training.config import Config
+from training.nets import build_generator
+from training.nets.nafunet import is_nafunet
+from training.nets.nafunet_onnx import nafunet_to_onnx
 
 PARITY_SHAPES = ((1, 64, 96), (2, 77, 131))  # N, H, W; the channels are the generator's
 
@@ -42,19 +42,19 @@ class ParityError(RuntimeError):
     """ONNX Runtime's output differs from TensorFlow's: the exported file would not be the model."""
 
 
-def to_onnx(generator: keras.Model, opset: int = 17, direct: bool = True) -> onnx.ModelProto:
-    """The NAF U-Net is written directly as an NCHW graph (training.onnx_nchw); others go through tf2onnx."""
+def to_onnx(generator: keras.Model, opset: int = OPSET, direct: bool = True) -> onnx.ModelProto:
+    """The NAF U-Net is written directly as an NCHW graph (nets.nafunet_onnx); others go through tf2onnx."""
     if direct and is_nafunet(generator):
         return nafunet_to_onnx(generator, opset)
     return tf2onnx_graph(generator, opset)
 
 
-def tf2onnx_graph(generator: keras.Model, opset: int = 17) -> onnx.ModelProto:
+def tf2onnx_graph(generator: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
     channels = generator.inputs[0].shape[-1]
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32, name="blurry")])
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], DTYPE, name=INPUT_NAME)])
     def serve(blurry):
-        return {"sharp": generator(blurry, training=False)}
+        return {OUTPUT_NAME: generator(blurry, training=False)}
 
     model, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=opset)
     return model
@@ -70,7 +70,7 @@ def check_parity(reference: Callable[[np.ndarray], np.ndarray], model: onnx.Mode
     for shape in PARITY_SHAPES:
         x = rng.random((*shape, channels), dtype=np.float32)
         expected = np.asarray(reference(x))
-        got = session.run(["sharp"], {"blurry": x})[0]
+        got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
         if got.shape != expected.shape:
             raise ParityError(f"ONNX output shape {got.shape} != TF output shape {expected.shape} for input {shape}")
         worst = max(worst, float(np.max(np.abs(got - expected))))
@@ -79,7 +79,7 @@ def check_parity(reference: Callable[[np.ndarray], np.ndarray], model: onnx.Mode
     return worst
 
 
-def export_generator(generator: keras.Model, out: Path, metadata: dict[str, str], opset: int = 17,
+def export_generator(generator: keras.Model, out: Path, metadata: dict[str, str], opset: int = OPSET,
                      tolerance: float = 1e-4, reference: Callable[[np.ndarray], np.ndarray] | None = None,
                      simplify: bool = False, direct: bool = True) -> float:
     """Convert, stamp metadata, check parity, then write atomically. Returns the max parity error."""
@@ -88,13 +88,11 @@ def export_generator(generator: keras.Model, out: Path, metadata: dict[str, str]
         import onnxslim
 
         model = onnxslim.slim(model)
-    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
-    for dim, name in zip(model.graph.output[0].type.tensor_type.shape.dim, ("N", "H", "W"), strict=False):
-        dim.dim_param = name
-    for dim, name in zip(model.graph.input[0].type.tensor_type.shape.dim, ("N", "H", "W"), strict=False):
-        dim.dim_param = name
-    meta = {"size_multiple": str(getattr(generator, "size_multiple", 1)), "normalisation": "rgb01",
-            "layout": "NHWC", **metadata}
+    for tensor in (model.graph.input[0], model.graph.output[0]):
+        for dim, name in zip(tensor.type.tensor_type.shape.dim, DYNAMIC_DIMS, strict=False):
+            dim.dim_param = name
+    meta = {Meta.SIZE_MULTIPLE: str(getattr(generator, "size_multiple", 1)), Meta.NORMALISATION: NORMALISATION,
+            Meta.LAYOUT: LAYOUT, **metadata}
     onnx.helper.set_model_props(model, meta)
     onnx.checker.check_model(model)
     error = check_parity(reference or (lambda x: generator(x, training=False).numpy()), model, tolerance)
@@ -116,7 +114,7 @@ def place_guide(guide: Path, out: Path, hint: str) -> dict[str, str]:
     if target.resolve() != guide.resolve():
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(guide, target)
-    return {"hint": hint, "hint_guide": guide.name}
+    return {Meta.HINT: hint, Meta.HINT_GUIDE: guide.name}
 
 
 def load_generator(config: Path, weights: Path) -> tuple[keras.Model, Config]:
@@ -136,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", default="0.0.0-dev")
     parser.add_argument("--summary", default="", help="one-line training summary for the metadata")
     parser.add_argument("--metrics", type=Path, help="JSON file of validation metrics to embed (from deblur-eval)")
-    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--opset", type=int, default=OPSET)
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--simplify", action="store_true", help="run onnxslim on the graph (needs onnxslim)")
     parser.add_argument("--guide", help="a hinted run's guide model (default: the config's hint_guide); copied "
@@ -153,13 +151,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"deblur-export: {path} does not exist", file=sys.stderr)
             return 2
     generator, cfg = load_generator(config, weights)
-    metadata = {"name": args.name, "version": args.version, "trained": "true",
-                "architecture": f"{cfg.generator} width={cfg.width} enc={list(cfg.enc_blocks)} "
+    metadata = {Meta.NAME: args.name, Meta.VERSION: args.version, Meta.TRAINED: "true",
+                Meta.ARCHITECTURE: f"{cfg.generator} width={cfg.width} enc={list(cfg.enc_blocks)} "
                                 f"mid={cfg.mid_blocks} dec={list(cfg.dec_blocks)}"
                                 + (f" kernels={list(cfg.kernel_sizes)}" if cfg.kernel_sizes else ""),
-                "training": args.summary or f"{cfg.steps} steps, batch {cfg.batch}x{cfg.crop}^2, see models/README.md"}
+                Meta.TRAINING: args.summary
+                or f"{cfg.steps} steps, batch {cfg.batch}x{cfg.crop}^2, see models/README.md"}
     if args.metrics:
-        metadata["metrics"] = json.dumps(json.loads(args.metrics.read_text()))
+        metadata[Meta.METRICS] = json.dumps(json.loads(args.metrics.read_text()))
     if cfg.hint:
         try:
             metadata.update(place_guide(Path(args.guide or cfg.hint_guide), args.out, cfg.hint))

@@ -11,18 +11,15 @@ sharp photos blurred by the validation protocol, and prints each level's mean La
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from training.config import Config  # noqa: E402
-from training.nets import build_generator  # noqa: E402
+from training.config import Config
+from training.nets import build_generator
 
 RADII = (4, 8, 16, 24, 32, 48, 64, 96)
 
@@ -52,12 +49,12 @@ def layer_scales(generator: keras.Model) -> dict[str, float]:
     return {level: float(np.mean(v)) for level, v in levels.items()}
 
 
-def protocol_crops(photos: str, size: int, count: int, seed: int = 7) -> np.ndarray:
+def protocol_crops(photos: str, size: int, count: int, val_fraction: float, seed: int = 7) -> np.ndarray:
     """`count` centre crops of held-out photos, blurred by the fixed protocol."""
     from training.data.protocol import protocol_pair
     from training.data.synthetic import is_validation, list_images, load_photos
 
-    files = [p for p in list_images([photos]) if is_validation(p, 0.12)][:count]
+    files = [p for p in list_images([photos]) if is_validation(p, val_fraction)][:count]
     images, kept, _ = load_photos(files, size + 64)  # too-small photos are skipped: pair names with what was kept
     crops = []
     for path, photo in zip(kept, images, strict=True):
@@ -78,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=8)
     args = parser.parse_args(argv)
     try:
-        generator = build_generator(Config.load(args.config))
+        cfg = Config.load(args.config)
+        generator = build_generator(cfg)
         generator.load_weights(args.weights)
-        images = protocol_crops(args.photos, args.size, args.images)
+        images = protocol_crops(args.photos, args.size, args.images, cfg.val_fraction)
     except (ValueError, OSError) as exc:
         print(f"receptive_field: {exc}", file=sys.stderr)
         return 2

@@ -10,52 +10,29 @@ Kill it at any time; the same command continues from the last checkpoint.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import logging
-import math
-import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import tensorflow as tf
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from service.engine import Engine  # noqa: E402
-from training import checkpoint  # noqa: E402
-from training.config import Config  # noqa: E402
-from training.data.hinted import HintedPairs  # noqa: E402
-from training.data.paired import PairedCrops, find_pairs  # noqa: E402
-from training.data.pipeline import fixed_set, train_dataset  # noqa: E402
-from training.data.synthetic import DataError, SyntheticPairs, split_photos  # noqa: E402
-from training.distribute import agree_on_step, cluster_size, is_chief, strategy_for_devices  # noqa: E402
-from training.gan import DeblurGAN  # noqa: E402
-from training.monitor import TrainingMonitor  # noqa: E402
-from training.nets import build_discriminator, build_generator, macs_per_megapixel  # noqa: E402
-from training.nets.nafunet import transfer_weights  # noqa: E402
+from service.engine import Engine
+from training import checkpoint
+from training.config import Config
+from training.data.hinted import HintedPairs
+from training.data.paired import PairedCrops, find_pairs
+from training.data.pipeline import fixed_set, train_dataset
+from training.data.synthetic import DataError, SyntheticPairs, split_photos
+from training.distribute import agree_on_step, cluster_size, is_chief, strategy_for_devices
+from training.gan import DeblurGAN
+from training.monitor import TrainingMonitor
+from training.nets import build_discriminator, build_generator, macs_per_megapixel
+from training.nets.nafunet import transfer_weights
+from training.runtime import make_optimizers, precision_policy
 
 log = logging.getLogger("deblur-train")
-
-
-@keras.saving.register_keras_serializable("deblur")
-class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up then cosine decay to `floor` over the phase (iterations count from the phase start)."""
-
-    def __init__(self, peak: float, floor: float, warmup: int, total: int) -> None:
-        self.peak, self.floor, self.warmup, self.total = peak, floor, warmup, max(total, 1)
-
-    def __call__(self, step):
-        step = keras.ops.cast(step, "float32")
-        warm = self.peak * (step + 1) / max(self.warmup, 1)
-        progress = keras.ops.clip((step - self.warmup) / max(self.total - self.warmup, 1), 0.0, 1.0)
-        cosine = self.floor + 0.5 * (self.peak - self.floor) * (1 + keras.ops.cos(math.pi * progress))
-        return keras.ops.where(step < self.warmup, warm, cosine)
-
-    def get_config(self) -> dict:
-        return {"peak": self.peak, "floor": self.floor, "warmup": self.warmup, "total": self.total}
 
 
 def build_data(cfg: Config):
@@ -103,22 +80,6 @@ def synthetic_samplers(cfg: Config) -> tuple[SyntheticPairs, SyntheticPairs]:
     return train, val
 
 
-PRECISIONS = ("float32", "mixed_bfloat16")
-
-
-@contextlib.contextmanager
-def precision_policy(precision: str) -> Iterator[None]:
-    """Keras' global dtype policy for one block only (it is process-wide state), then the previous one."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(precision)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
 def train(cfg: Config) -> Path:
     """Run (or resume) one phase; the dtype policy applies to this run only."""
     with precision_policy(cfg.precision):
@@ -139,9 +100,8 @@ def _train(cfg: Config) -> Path:
         discriminator = build_discriminator(cfg.discriminator, cfg.disc_width)
         ckpt_path = run_dir / "ckpt.npz"
         phase_start = cfg.init_step
-        schedule = WarmupCosine(cfg.lr, cfg.lr_min, cfg.warmup_steps, cfg.steps - phase_start)
-        g_opt = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, beta_2=0.99)
-        d_opt = keras.optimizers.Adam(cfg.disc_lr, beta_1=0.5, beta_2=0.99)
+        optimizers = make_optimizers(cfg)
+        g_opt, d_opt, schedule = optimizers.generator, optimizers.discriminator, optimizers.schedule
         g_opt.build(generator.trainable_variables)  # built up front: every checkpoint has the same layout
         d_opt.build(discriminator.trainable_variables)
         step = phase_start

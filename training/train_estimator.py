@@ -29,7 +29,8 @@ from training.data.synthetic import DataError, SyntheticPairs
 from training.kernel_estimator import KernelEstimatorTrainer, pad_kernel
 from training.monitor import last_wall
 from training.nets import build_generator
-from training.train import WarmupCosine, precision_policy, synthetic_samplers
+from training.runtime import make_optimizers, precision_policy
+from training.train import synthetic_samplers
 
 log = logging.getLogger("deblur-train-estimator")
 FIELDS = ["step", "wall_s", "lr", "loss", "kernel_loss", "content", "val_kernel_l1", "val_kernel_mass", "val_box_l1"]
@@ -118,8 +119,7 @@ def train_estimator(cfg: Config) -> Path:
         sampler, val = kernel_samplers(cfg)
         keras.utils.set_random_seed(cfg.seed)
         guide = build_generator(cfg)
-        schedule = WarmupCosine(cfg.lr, cfg.lr_min, cfg.warmup_steps, cfg.steps - cfg.init_step)
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, beta_2=0.99)
+        optimizer = make_optimizers(cfg).generator  # the guide is a generator: the same AdamW and schedule
         optimizer.build(guide.trainable_variables)
         step = cfg.init_step
         ckpt = run_dir / "ckpt.npz"

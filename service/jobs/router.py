@@ -14,22 +14,21 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..auth import Caller
+from ..deps import AppSettings, CurrentEngine, Jobs
 from ..http_contract import (
     IMAGE_RESPONSE,
-    ONE_FILE_ONLY,
-    RETRY_AFTER,
     RETRY_DOC,
     UPLOAD_ENCODING,
     UPLOAD_ERRORS,
     ErrorBody,
-    ImageFile,
+    OneImage,
     OutputFormat,
     Quality,
     error_doc,
@@ -55,13 +54,6 @@ UNAVAILABLE = error_doc("model not loaded yet, job queue full (DEBLUR_JOB_MAX_QU
 
 class NotDoneBody(ErrorBody):
     status: str
-
-
-def backend(request: Request) -> JobBackend:
-    return request.app.state.jobs
-
-
-Jobs = Annotated[JobBackend, Depends(backend)]
 
 
 class JobNotFound(JobsError):
@@ -97,16 +89,9 @@ def answer_error(exc: JobsError) -> JSONResponse:
     },
     openapi_extra=UPLOAD_ENCODING,
 )
-async def submit(
-    request: Request, file: ImageFile, caller: Caller, jobs: Jobs, fmt: OutputFormat = None, quality: Quality = None
-) -> Any:
-    engine = request.app.state.holder.engine
-    if engine is None:
-        return error_response(503, "model not loaded yet", {"Retry-After": RETRY_AFTER})
-    if len((await request.form()).getlist("file")) > 1:
-        return error_response(422, ONE_FILE_ONLY)
+async def submit(request: Request, caller: Caller, jobs: Jobs, engine: CurrentEngine, file: OneImage,
+                 settings: AppSettings, fmt: OutputFormat = None, quality: Quality = None) -> Any:
     data = await file.read()
-    settings = request.app.state.settings
     try:
         check = partial(inspect_upload, engine, data, settings)
         shape = await anyio.to_thread.run_sync(check, limiter=request.app.state.upload_checks)

@@ -1,6 +1,6 @@
 """The hostile-input table: each case is a request (built when the case runs) and exactly what the
 service must answer: a status plus a stable substring of the JSON detail, or, for a 200, what the image
-must be. Used by test_service_hostile.py; the README's "Limits and behaviour under bad input" lists it."""
+must be. Used by test_service_hostile.py; docs/hardening.md lists it."""
 
 from __future__ import annotations
 

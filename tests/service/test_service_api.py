@@ -295,3 +295,17 @@ def test_unexpected_errors_outside_inference_are_json_500(engine):
     with TestClient(app, raise_server_exceptions=False) as c:
         r = c.get("/boom", headers={"X-Request-ID": "rid-7"})
     assert r.status_code == 500 and r.json() == {"detail": "internal error; request id rid-7"}
+
+
+def test_a_model_not_loaded_is_the_same_503_on_every_route_that_needs_it(tmp_path):
+    with TestClient(create_app(Settings(model_path=tmp_path / "missing.onnx", providers="cpu"))) as c:
+        _wait_ready(c, 503)
+        answers = [c.post("/deblur", files=upload(png_bytes(photo(8, 8)))), c.get("/model"),
+                   c.post("/jobs", files=upload(png_bytes(photo(8, 8))))]
+    for r in answers:
+        assert (r.status_code, r.json(), r.headers["retry-after"]) == (503, {"detail": "model not loaded yet"}, "2")
+
+
+def test_405_allow_names_every_method_on_the_path(client):
+    assert client.get("/deblur").headers["allow"] == "POST"
+    assert client.put("/jobs/" + "A" * 22).headers["allow"] == "DELETE, GET"  # two routes, one path

@@ -44,7 +44,7 @@ def server_env(model: Path, port: int, **extra: str) -> dict[str, str]:
     return env
 
 
-SERVE = [sys.executable, "-c", "from service.app import serve; serve()"]
+SERVE = [sys.executable, "-c", "from service.serve import main; main()"]  # as the console script
 
 
 @pytest.fixture(scope="module")

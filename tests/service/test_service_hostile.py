@@ -3,7 +3,7 @@ and detail, no answer carries a traceback or a server path, and afterwards the s
 TMPDIR is empty and its open file descriptors are back to the baseline.
 
 Server limits here: DEBLUR_MAX_UPLOAD_MB=3, DEBLUR_MAX_MEGAPIXELS=4, DEBLUR_BODY_TIMEOUT_S=2 and the
-default DEBLUR_MAX_SIDE=20000 (the README's table lists the same cases with the defaults)."""
+default DEBLUR_MAX_SIDE=20000 (docs/hardening.md's table lists the same cases with the defaults)."""
 
 from __future__ import annotations
 

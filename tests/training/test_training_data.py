@@ -186,3 +186,14 @@ def test_photo_fetcher_keeps_really_blurred_photos_out_of_training(tmp_path) -> 
     _collect(root, ["img/sharp.jpg"], out / "independent" / "pkg", "pkg", "1.0", "lic", sources)
     assert [p.name for p in (out / "independent" / "pkg").iterdir()] == ["sharp.jpg"]
     assert [s["set"] for s in sources] == ["train", "real-blur", "independent"]
+
+
+def test_training_reads_every_suffix_the_cli_does(tmp_path: Path) -> None:
+    from service.cli import collect
+
+    for suffix in (".png", ".jpe", ".JPEG", ".tif"):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"a{suffix}", format="PNG" if suffix == ".png" else None)
+    (tmp_path / "notes.txt").write_text("not an image")
+    jobs, _ = collect([str(tmp_path)], recursive=False)
+    assert sorted(p.name for p in list_images([tmp_path])) == sorted(j.src.name for j in jobs) == [
+        "a.JPEG", "a.jpe", "a.png", "a.tif"]

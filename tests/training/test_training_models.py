@@ -109,6 +109,17 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
         Config.load(path)
 
 
+@pytest.mark.parametrize("field, value", [("generator", "vgg"), ("discriminator", "huge"),
+                                          ("adversarial", "hinge"), ("precision", "float16")])
+def test_config_refuses_an_unknown_choice_when_it_loads(tmp_path: Path, field: str, value: str) -> None:
+    with pytest.raises(ValueError, match=f"unknown {field} '{value}' in the config: use one of "):
+        Config.load(None, [f"{field}={value}"])
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({field: value}))
+    with pytest.raises(ValueError, match=f"unknown {field} '{value}'"):
+        Config.load(path)
+
+
 def test_export_writes_the_contract_and_matches_tf(tiny_generator: keras.Model, tmp_path: Path) -> None:
     out = tmp_path / "g.onnx"
     error = export_generator(tiny_generator, out, {"name": "tiny", "version": "9.9"})

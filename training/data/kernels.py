@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 FAMILIES = ("shake", "line", "defocus", "blob", "gaussian")
+DEFAULT_KERNEL_WEIGHTS = (0.4, 0.25, 0.1, 0.15, 0.1)  # how often each family is drawn (Config.kernel_weights)
 
 
 def _rasterise(points: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
@@ -123,7 +124,7 @@ def _recentre(kernel: np.ndarray) -> np.ndarray:
 
 
 def random_kernel(rng: np.random.Generator, max_extent: float = 41.0,
-                  weights: tuple[float, ...] = (0.4, 0.25, 0.1, 0.15, 0.1)) -> tuple[str, np.ndarray]:
+                  weights: tuple[float, ...] = DEFAULT_KERNEL_WEIGHTS) -> tuple[str, np.ndarray]:
     """One kernel from a random family, with sizes skewed toward large blur (what hurts photos most)."""
     family = FAMILIES[rng.choice(len(FAMILIES), p=np.asarray(weights) / np.sum(weights))]
     if family == "shake":

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training.data.synthetic import IMAGE_SUFFIXES, DataError
+from service.images import IMAGE_SUFFIXES
+from training.data.synthetic import DataError
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from service.images import IMAGE_SUFFIXES
 from training.data.degrade import degrade
-from training.data.kernels import random_kernel
+from training.data.kernels import DEFAULT_KERNEL_WEIGHTS, random_kernel
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 class DataError(ValueError):
@@ -77,7 +77,7 @@ class SyntheticPairs:
             raise DataError("no usable photos left after skipping unreadable/too-small files")
         self.photos, self.crop, self.seed = photos, crop, seed
         self.max_blur, self.scale_range, self.augment = max_blur, scale_range, augment
-        self.kernel_weights = tuple(kernel_weights or (0.4, 0.25, 0.1, 0.15, 0.1))
+        self.kernel_weights = tuple(kernel_weights or DEFAULT_KERNEL_WEIGHTS)
         self.max_noise, self.jpeg_prob = max_noise, jpeg_prob
 
     def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import keras
 
+from service.kernel_aware import HINT_CHANNELS
+from training.config import CHOICES
 from training.nets.discriminator import build_discriminator
 from training.nets.nafunet import build_nafunet
 from training.nets.resnet import build_resnet_generator
 
-GENERATORS = ("nafunet", "resnet")
-HINT_CHANNELS = {"": 0, "wiener": 3}  # config `hint` → extra input channels (service/kernel_aware.py's hint)
+GENERATORS = CHOICES["generator"]
 
 
 def build_generator(cfg) -> keras.Model:
-    if cfg.hint not in HINT_CHANNELS:
-        raise ValueError(f"unknown hint {cfg.hint!r}: use one of {', '.join(map(repr, HINT_CHANNELS))}")
     if cfg.hint and cfg.generator != "nafunet":
         raise ValueError(f"hint {cfg.hint!r} needs generator 'nafunet', not {cfg.generator!r}")
     if cfg.generator == "nafunet":
         return build_nafunet(cfg.width, cfg.enc_blocks, cfg.mid_blocks, cfg.dec_blocks, cfg.kernel_sizes,
-                             hint_channels=HINT_CHANNELS[cfg.hint])
+                             hint_channels=HINT_CHANNELS if cfg.hint else 0)
     if cfg.generator == "resnet":
         return build_resnet_generator(width=cfg.width)
     raise ValueError(f"unknown generator {cfg.generator!r}: use one of {', '.join(GENERATORS)}")

@@ -4,24 +4,13 @@ A k×k depthwise kernel zero-padded to K×K (K > k, centred) computes the same c
 trained 3×3 model becomes a 7×7 model that starts exactly where the 3×3 one stopped; training then
 learns the outer taps. This keeps CPU-hours already spent when the architecture's reach grows.
 
-    python -m training.nets.grow --from-config models/train-config.json \\
-        --weights models/generator.weights.h5 --to-config models/train-config-phase3.json --out grown.weights.h5
+Its command line is `python -m training.grow` (training/grow.py).
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
-from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from training.config import Config  # noqa: E402
-from training.nets import build_generator  # noqa: E402
+import keras
+import numpy as np
 
 
 def pad_kernel(kernel: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -49,28 +38,3 @@ def grow_weights(source: keras.Model, target: keras.Model) -> None:
                 raise ValueError(f"layer {layer.name}: source shape {have.shape} does not fit {want.shape}")
             weights.append(have)
         layer.set_weights(weights)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Grow a trained generator's depthwise kernels (same output).")
-    parser.add_argument("--from-config", type=Path, required=True, help="config the weights were trained with")
-    parser.add_argument("--weights", type=Path, required=True)
-    parser.add_argument("--to-config", type=Path, required=True, help="config with the larger kernel_sizes")
-    parser.add_argument("--out", type=Path, required=True, help="where to write the grown .weights.h5")
-    args = parser.parse_args(argv)
-    try:
-        source = build_generator(Config.load(args.from_config))
-        source.load_weights(args.weights)
-        target = build_generator(Config.load(args.to_config))
-        grow_weights(source, target)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        target.save_weights(args.out)
-    except (ValueError, OSError) as exc:
-        print(f"grow: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,10 +13,12 @@ is a residual added to the input, so an untrained network is the identity, not n
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import keras
 from keras import layers
 
+from service.contract import CHANNELS, INPUT_NAME, OUTPUT_NAME
 from training.nets.layers import (
     ChannelSlice,
     CropLike,
@@ -28,19 +30,74 @@ from training.nets.layers import (
 )
 
 
+class Names:
+    """The layer names of the net. `nafunet_onnx` reads the weights back by them, so they are spelt only here;
+    the per-level ones are templates: `Names.DOWN.format(level)`, a block `Names.BLOCK.format(stage, index)`."""
+
+    PAD, UNSHUFFLE, STEM, HEAD, SHUFFLE_OUT, RESIDUAL = "pad", "unshuffle", "stem", "head", "shuffle_out", "residual"
+    ENCODER, DECODER, MID, BLOCK = "enc{}", "dec{}", "mid", "{}_{}"  # the stages (mid has no level) and their blocks
+    DOWN, UP, SHUFFLE, SKIP = "down{}", "up{}", "shuffle{}", "skip{}"
+    RGB, HINT, HINT_UNSHUFFLE, HINT_STEM, HINT_ADD = "rgb", "hint", "hint_unshuffle", "hint_stem", "hint_add"  # hinted
+
+
+class BlockNames(NamedTuple):
+    """The layer names inside one NAF block, `PREFIX_norm1` …"""
+
+    norm1: str
+    expand: str
+    dw: str
+    gate1: str
+    project: str
+    res1: str
+    beta: str
+    norm2: str
+    ffn1: str
+    gate2: str
+    ffn2: str
+    res2: str
+    gamma: str
+
+    @classmethod
+    def of(cls, prefix: str) -> BlockNames:
+        return cls(*(f"{prefix}_{part}" for part in cls._fields))
+
+
 def naf_block(x, channels: int, name: str, kernel: int = 3):
     """NAFNet block without the global attention (tile-safe)."""
-    y = layers.LayerNormalization(epsilon=1e-6, name=f"{name}_norm1")(x)
-    y = layers.Conv2D(2 * channels, 1, name=f"{name}_expand")(y)
-    y = layers.DepthwiseConv2D(kernel, padding="same", name=f"{name}_dw")(y)
-    y = SimpleGate(name=f"{name}_gate1")(y)
-    y = layers.Conv2D(channels, 1, name=f"{name}_project")(y)
-    x = layers.Add(name=f"{name}_res1")([x, LayerScale(name=f"{name}_beta")(y)])
-    y = layers.LayerNormalization(epsilon=1e-6, name=f"{name}_norm2")(x)
-    y = layers.Conv2D(2 * channels, 1, name=f"{name}_ffn1")(y)
-    y = SimpleGate(name=f"{name}_gate2")(y)
-    y = layers.Conv2D(channels, 1, name=f"{name}_ffn2")(y)
-    return layers.Add(name=f"{name}_res2")([x, LayerScale(name=f"{name}_gamma")(y)])
+    n = BlockNames.of(name)
+    y = layers.LayerNormalization(epsilon=1e-6, name=n.norm1)(x)
+    y = layers.Conv2D(2 * channels, 1, name=n.expand)(y)
+    y = layers.DepthwiseConv2D(kernel, padding="same", name=n.dw)(y)
+    y = SimpleGate(name=n.gate1)(y)
+    y = layers.Conv2D(channels, 1, name=n.project)(y)
+    x = layers.Add(name=n.res1)([x, LayerScale(name=n.beta)(y)])
+    y = layers.LayerNormalization(epsilon=1e-6, name=n.norm2)(x)
+    y = layers.Conv2D(2 * channels, 1, name=n.ffn1)(y)
+    y = SimpleGate(name=n.gate2)(y)
+    y = layers.Conv2D(channels, 1, name=n.ffn2)(y)
+    return layers.Add(name=n.res2)([x, LayerScale(name=n.gamma)(y)])
+
+
+def stage_blocks(model: keras.Model, stage: str) -> list[str]:
+    """The block prefixes of one stage in order (enc0_0, enc0_1, …), read from the model's layers."""
+    names = {layer.name for layer in model.layers}
+    found: list[str] = []
+    while BlockNames.of(prefix := Names.BLOCK.format(stage, len(found))).norm1 in names:
+        found.append(prefix)
+    return found
+
+
+def levels(model: keras.Model) -> int:
+    """How many encoder levels (each halves the resolution) the model has."""
+    names, level = {layer.name for layer in model.layers}, 0
+    while Names.DOWN.format(level) in names:
+        level += 1
+    return level
+
+
+def is_nafunet(model: keras.Model) -> bool:
+    names = {layer.name for layer in model.layers}
+    return {Names.UNSHUFFLE, Names.STEM, Names.HEAD, Names.SHUFFLE_OUT} <= names
 
 
 def build_nafunet(width: int = 24, enc_blocks: Sequence[int] = (1, 1, 2), mid_blocks: int = 4,
@@ -58,35 +115,36 @@ def build_nafunet(width: int = 24, enc_blocks: Sequence[int] = (1, 1, 2), mid_bl
         raise ValueError(f"kernel_sizes must be {len(enc_blocks) + 1} odd sizes (one per level and the middle), "
                          f"got {kernel_sizes}")
     multiple = 2 * 2 ** len(enc_blocks)
-    inputs = keras.Input((None, None, 3 + hint_channels), name="blurry")
+    inputs = keras.Input((None, None, CHANNELS + hint_channels), name=INPUT_NAME)
     # The image path (pad, residual add, crop) stays float32 under a mixed-precision policy: the
     # output is input + correction, and bfloat16 would round the input itself to ~1/256.
-    padded = PadToMultiple(multiple, name="pad", dtype="float32")(inputs)
-    x = ChannelSlice(0, 3, name="rgb", dtype="float32")(padded) if hint_channels else padded
-    h = layers.Conv2D(width, 3, padding="same", name="stem")(SpaceToDepth(2, name="unshuffle")(x))
+    padded = PadToMultiple(multiple, name=Names.PAD, dtype="float32")(inputs)
+    x = ChannelSlice(0, CHANNELS, name=Names.RGB, dtype="float32")(padded) if hint_channels else padded
+    h = layers.Conv2D(width, 3, padding="same", name=Names.STEM)(SpaceToDepth(2, name=Names.UNSHUFFLE)(x))
     if hint_channels:
-        hint = SpaceToDepth(2, name="hint_unshuffle")(ChannelSlice(3, 3 + hint_channels, name="hint")(padded))
-        h = layers.Add(name="hint_add")([h, layers.Conv2D(width, 3, padding="same", kernel_initializer="zeros",
-                                                          name="hint_stem")(hint)])
+        hint = ChannelSlice(CHANNELS, CHANNELS + hint_channels, name=Names.HINT)(padded)
+        hint_stem = layers.Conv2D(width, 3, padding="same", kernel_initializer="zeros", name=Names.HINT_STEM)
+        h = layers.Add(name=Names.HINT_ADD)([h, hint_stem(SpaceToDepth(2, name=Names.HINT_UNSHUFFLE)(hint))])
     skips, channels = [], width
     for level, n in enumerate(enc_blocks):
         for i in range(n):
-            h = naf_block(h, channels, f"enc{level}_{i}", kernel_sizes[level])
+            h = naf_block(h, channels, Names.BLOCK.format(Names.ENCODER.format(level), i), kernel_sizes[level])
         skips.append(h)
-        h = layers.Conv2D(2 * channels, 2, strides=2, name=f"down{level}")(h)
+        h = layers.Conv2D(2 * channels, 2, strides=2, name=Names.DOWN.format(level))(h)
         channels *= 2
     for i in range(mid_blocks):
-        h = naf_block(h, channels, f"mid_{i}", kernel_sizes[-1])
+        h = naf_block(h, channels, Names.BLOCK.format(Names.MID, i), kernel_sizes[-1])
     for level, n in reversed(list(enumerate(dec_blocks))):
-        h = layers.Conv2D(2 * channels, 1, use_bias=False, name=f"up{level}")(h)
+        h = layers.Conv2D(2 * channels, 1, use_bias=False, name=Names.UP.format(level))(h)
         channels //= 2
-        h = layers.Add(name=f"skip{level}")([DepthToSpace(2, name=f"shuffle{level}")(h), skips[level]])
+        up = DepthToSpace(2, name=Names.SHUFFLE.format(level))(h)
+        h = layers.Add(name=Names.SKIP.format(level))([up, skips[level]])
         for i in range(n):
-            h = naf_block(h, channels, f"dec{level}_{i}", kernel_sizes[level])
-    h = layers.Conv2D(12, 3, padding="same", kernel_initializer="zeros", name="head")(h)
-    h = DepthToSpace(2, name="shuffle_out", dtype="float32")(h)
-    x = layers.Add(name="residual", dtype="float32")([x, h])
-    outputs = CropLike(name="sharp", dtype="float32")(x, inputs)
+            h = naf_block(h, channels, Names.BLOCK.format(Names.DECODER.format(level), i), kernel_sizes[level])
+    h = layers.Conv2D(4 * CHANNELS, 3, padding="same", kernel_initializer="zeros", name=Names.HEAD)(h)
+    h = DepthToSpace(2, name=Names.SHUFFLE_OUT, dtype="float32")(h)
+    x = layers.Add(name=Names.RESIDUAL, dtype="float32")([x, h])
+    outputs = CropLike(name=OUTPUT_NAME, dtype="float32")(x, inputs)
     model = keras.Model(inputs, outputs, name=name)
     model.size_multiple = multiple
     return model

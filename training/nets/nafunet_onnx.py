@@ -6,22 +6,19 @@ graph is NCHW from the first op to the last (only the 3-channel input and output
 to keep the NHWC contract), LayerNorm's affine is folded into the 1×1 conv after it, each
 block's LayerScale into the 1×1 conv before it, and SimpleGate's two halves come from two convs
 instead of a channel Split. `training.export` checks the result against
-TensorFlow like any other export, so a mistake here cannot reach `models/`.
+TensorFlow like any other export, so a mistake here cannot reach `models/`. The layer names it reads the
+weights by are the net's own (`nafunet.Names`, `nafunet.BlockNames`).
 """
 
 from __future__ import annotations
-
-import re
 
 import keras
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-
-def is_nafunet(generator: keras.Model) -> bool:
-    names = {layer.name for layer in generator.layers}
-    return {"unshuffle", "stem", "head", "shuffle_out"} <= names
+from service.contract import CHANNELS, DYNAMIC_DIMS, INPUT_NAME, OPSET, OUTPUT_NAME
+from training.nets.nafunet import BlockNames, Names, levels, stage_blocks
 
 
 class _Graph:
@@ -98,63 +95,59 @@ class _Graph:
             b = self.conv(b, kernel[:, :, half:], bias[half:], f"{depthwise}_b", depthwise=True)
         return self.op("Mul", [a, b], f"{depthwise or 'ffn'}_gate")
 
-    def block(self, x: str, p: str) -> str:
+    def block(self, x: str, prefix: str) -> str:
         """One NAF block (see nets.nafunet.naf_block) with every affine folded into a conv."""
-        y = self.gated(self.norm_then_conv(x, f"{p}_norm1", f"{p}_expand"), f"{p}_dw")
-        x = self.op("Add", [x, self.conv_then_scale(y, f"{p}_project", f"{p}_beta")], f"{p}_res1")
-        y = self.gated(self.norm_then_conv(x, f"{p}_norm2", f"{p}_ffn1"))
-        return self.op("Add", [x, self.conv_then_scale(y, f"{p}_ffn2", f"{p}_gamma")], f"{p}_res2")
+        n = BlockNames.of(prefix)
+        y = self.gated(self.norm_then_conv(x, n.norm1, n.expand), n.dw)
+        x = self.op("Add", [x, self.conv_then_scale(y, n.project, n.beta)], n.res1)
+        y = self.gated(self.norm_then_conv(x, n.norm2, n.ffn1))
+        return self.op("Add", [x, self.conv_then_scale(y, n.ffn2, n.gamma)], n.res2)
 
 
-def _blocks(generator: keras.Model, prefix: str) -> list[str]:
-    """Block prefixes like enc1_0, enc1_1 in order, read from the layer names."""
-    pattern = re.compile(rf"^({re.escape(prefix)}_\d+)_norm1$")
-    found = [m.group(1) for layer in generator.layers if (m := pattern.match(layer.name))]
-    return sorted(found, key=lambda p: int(p.rsplit("_", 1)[1]))
-
-
-def nafunet_to_onnx(generator: keras.Model, opset: int = 17) -> onnx.ModelProto:
+def nafunet_to_onnx(generator: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
     """The whole generator as an NCHW graph with the NHWC `blurry` → `sharp` contract."""
     g = _Graph(generator)
-    levels = sum(1 for layer in generator.layers if re.fullmatch(r"down\d+", layer.name))
-    multiple = generator.get_layer("pad").multiple
-    x = g.op("Transpose", ["blurry"], "nchw", perm=[0, 3, 1, 2])
+    depth = levels(generator)
+    multiple = generator.get_layer(Names.PAD).multiple
+    x = g.op("Transpose", [INPUT_NAME], "nchw", perm=[0, 3, 1, 2])
     size = g.op("Shape", [x], "hw", start=2, end=4)
     m = g.const(np.array([multiple, multiple], np.int64), "multiple")
     pad_hw = g.op("Mod", [g.op("Sub", [m, g.op("Mod", [size, m], "rem")], "short"), m], "pad_hw")
     pads = g.op("Concat", [g.const(np.zeros(6, np.int64), "zeros"), pad_hw], "pads", axis=0)
-    padded = g.op("Pad", [x, pads], "pad", mode="reflect")
+    padded = g.op("Pad", [x, pads], Names.PAD, mode="reflect")
     channels = generator.inputs[0].shape[-1]
-    if channels > 3:  # a hinted net (nets.nafunet hint_channels): photo and hint split, two stems added
-        rgb, hint = (g.op("Slice", [padded, g.const(np.array([a], np.int64), "from"),
-                                    g.const(np.array([b], np.int64), "to"), g.const(np.array([1], np.int64), "axis")],
-                          name) for a, b, name in ((0, 3, "rgb"), (3, channels, "hint")))
-        h = g.op("Add", [g.keras_conv(g.op("SpaceToDepth", [rgb], "unshuffle", blocksize=2), "stem"),
-                         g.keras_conv(g.op("SpaceToDepth", [hint], "hint_unshuffle", blocksize=2), "hint_stem")],
-                 "hint_add")
+    if channels > CHANNELS:  # a hinted net (nafunet's hint_channels): photo and hint split, two stems added
+        def channel_slice(start: int, stop: int, name: str) -> str:
+            bounds = [g.const(np.array([v], np.int64), r) for v, r in ((start, "from"), (stop, "to"), (1, "axis"))]
+            return g.op("Slice", [padded, *bounds], name)
+        rgb, hint = channel_slice(0, CHANNELS, Names.RGB), channel_slice(CHANNELS, channels, Names.HINT)
+        photo = g.keras_conv(g.op("SpaceToDepth", [rgb], Names.UNSHUFFLE, blocksize=2), Names.STEM)
+        extra = g.keras_conv(g.op("SpaceToDepth", [hint], Names.HINT_UNSHUFFLE, blocksize=2), Names.HINT_STEM)
+        h = g.op("Add", [photo, extra], Names.HINT_ADD)
         padded = rgb
     else:
-        h = g.keras_conv(g.op("SpaceToDepth", [padded], "unshuffle", blocksize=2), "stem")
+        h = g.keras_conv(g.op("SpaceToDepth", [padded], Names.UNSHUFFLE, blocksize=2), Names.STEM)
     skips = []
-    for level in range(levels):
-        for p in _blocks(generator, f"enc{level}"):
-            h = g.block(h, p)
+    for level in range(depth):
+        for prefix in stage_blocks(generator, Names.ENCODER.format(level)):
+            h = g.block(h, prefix)
         skips.append(h)
-        h = g.keras_conv(h, f"down{level}", stride=2, same=False)
-    for p in _blocks(generator, "mid"):
-        h = g.block(h, p)
-    for level in reversed(range(levels)):
-        up = g.op("DepthToSpace", [g.keras_conv(h, f"up{level}")], f"shuffle{level}", blocksize=2, mode="DCR")
-        h = g.op("Add", [up, skips[level]], f"skip{level}")
-        for p in _blocks(generator, f"dec{level}"):
-            h = g.block(h, p)
-    head = g.op("DepthToSpace", [g.keras_conv(h, "head")], "shuffle_out", blocksize=2, mode="DCR")
-    out = g.op("Add", [padded, head], "residual")
+        h = g.keras_conv(h, Names.DOWN.format(level), stride=2, same=False)
+    for prefix in stage_blocks(generator, Names.MID):
+        h = g.block(h, prefix)
+    for level in reversed(range(depth)):
+        up = g.keras_conv(h, Names.UP.format(level))
+        up = g.op("DepthToSpace", [up], Names.SHUFFLE.format(level), blocksize=2, mode="DCR")
+        h = g.op("Add", [up, skips[level]], Names.SKIP.format(level))
+        for prefix in stage_blocks(generator, Names.DECODER.format(level)):
+            h = g.block(h, prefix)
+    head = g.op("DepthToSpace", [g.keras_conv(h, Names.HEAD)], Names.SHUFFLE_OUT, blocksize=2, mode="DCR")
+    out = g.op("Add", [padded, head], Names.RESIDUAL)
     starts = g.const(np.zeros(2, np.int64), "starts")
     cropped = g.op("Slice", [out, starts, size, g.const(np.array([2, 3], np.int64), "axes")], "crop")
-    g.nodes.append(helper.make_node("Transpose", [cropped], ["sharp"], name="nhwc", perm=[0, 2, 3, 1]))
-    io = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", "H", "W", c])
-          for name, c in (("blurry", channels), ("sharp", 3))]
+    g.nodes.append(helper.make_node("Transpose", [cropped], [OUTPUT_NAME], name="nhwc", perm=[0, 2, 3, 1]))
+    io = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [*DYNAMIC_DIMS, c])
+          for name, c in ((INPUT_NAME, channels), (OUTPUT_NAME, CHANNELS))]
     graph = helper.make_graph(g.nodes, generator.name, io[:1], io[1:], g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="deblur-export")
     model.ir_version = 8

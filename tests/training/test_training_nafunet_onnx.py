@@ -15,7 +15,8 @@ from training.config import Config
 from training.export import check_parity, export_generator, to_onnx
 from training.export import main as export_main
 from training.nets import build_generator
-from training.onnx_nchw import is_nafunet, nafunet_to_onnx
+from training.nets.nafunet import is_nafunet
+from training.nets.nafunet_onnx import nafunet_to_onnx
 
 TINY = ["width=8", "enc_blocks=[2,1]", "mid_blocks=2", "dec_blocks=[1,2]", "kernel_sizes=[3,5,7]"]
 
