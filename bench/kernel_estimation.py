@@ -1,6 +1,7 @@
 """Kernel-estimation benchmark (issue 15): every estimator scored the same way on both protocols.
 
     python -m bench.kernel_estimation [--guide runs/estimator1/guide.onnx] [--limit N] [--markdown]
+    python -m bench.kernel_estimation --tune [--limit 16]   # how support_kernel's defaults were chosen
 
 For each case (own protocol: the training generator's kernels on a 512² crop of each held-out photo;
 independent protocol: training/data/independent.py) and each estimator it reports
@@ -15,6 +16,7 @@ the support-constrained non-negative least squares the service uses), and a trai
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,14 +45,21 @@ WIENER_WEIGHT = DEFAULT_WEIGHT
 Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (blurred, true kernel) -> kernel
 
 
-def own_cases(photos: str, limit: int) -> Iterator[tuple[str, np.ndarray, np.ndarray, str, np.ndarray]]:
-    held_out = [p for p in list_images([photos]) if is_validation(p, Config.val_fraction)]  # training's split
-    files = held_out[:limit or None]
+def own_cases(photos: str, limit: int, training_split: bool = False
+              ) -> Iterator[tuple[str, np.ndarray, np.ndarray, str, np.ndarray]]:
+    """The own protocol's held-out photos, or (`training_split`) photos of the training split, evenly
+    spaced through it, with kernels of their own seed: what settings may be tuned on."""
+    if training_split:
+        pool = [p for p in list_images([photos]) if not is_validation(p, Config.val_fraction)]
+        files = pool[::max(1, len(pool) // (limit or len(pool)))][:limit or None]
+    else:
+        files = [p for p in list_images([photos]) if is_validation(p, Config.val_fraction)][:limit or None]
     for path in files:
         photo = load_rgb(path, 1024)
         h, w = photo.shape[:2]
         y, x = max(0, (h - CROP) // 2), max(0, (w - CROP) // 2)
-        yield (path.name, *protocol_pair(photo[y:y + CROP, x:x + CROP], path.name))
+        seed_name = f"tune-{path.name}" if training_split else path.name
+        yield (path.name, *protocol_pair(photo[y:y + CROP, x:x + CROP], seed_name))
 
 
 def kernel_l1(estimate: np.ndarray, truth: np.ndarray) -> float:
@@ -58,10 +67,31 @@ def kernel_l1(estimate: np.ndarray, truth: np.ndarray) -> float:
     return float(np.abs(centre_on_centroid(estimate, size) - centre_on_centroid(truth, size)).sum())
 
 
-def guided(engine: Engine, edge_fraction: float, solver=least_squares_kernel) -> Estimator:
+class LastGuide:
+    """The guide network's output for the last image asked (a sweep asks once per setting)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine, self.key, self.image = engine, None, None
+
+    def deblur(self, blurred: np.ndarray):
+        key = (id(blurred), blurred.shape)
+        if key != self.key:
+            self.key, self.image = key, self.engine.deblur(blurred)
+        return self.image
+
+
+def guided(engine: Engine | LastGuide, edge_fraction: float, solver=least_squares_kernel) -> Estimator:
     def estimate(blurred: np.ndarray, _truth: np.ndarray) -> np.ndarray:
         return clean_kernel(solver(blurred, engine.deblur(blurred).image, CANVAS, edge_fraction))
     return estimate
+
+
+def tuning_grid(model: Path) -> dict[str, Estimator]:
+    """support_kernel with the shipped guide at every (edge fraction, ridge) of the sweep."""
+    guide = LastGuide(Engine(model, providers=("cpu",), threads=1))
+    return {f"support, top {fraction:.0%} edges, ridge {ridge:g}":
+            guided(guide, fraction, functools.partial(support_kernel, ridge=ridge))
+            for fraction in (0.03, 0.1, 0.3) for ridge in (0.1, 0.3, 1.0, 3.0)}
 
 
 def estimators(model: Path, guide: Path | None) -> dict[str, Estimator]:
@@ -106,10 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", default="data/photos/train", help="own protocol: held-out photos of this folder")
     p.add_argument("--independent", default="data/photos/independent", help="the independent protocol's photos")
     p.add_argument("--limit", type=int, default=0, help="at most N photos per protocol (0 = all)")
+    p.add_argument("--tune", action="store_true", help="sweep support_kernel's edge fraction and ridge on photos "
+                   "of the training split instead (never on a validation protocol)")
     args = p.parse_args(argv)
-    methods = estimators(args.model, args.guide)
-    protocols = {"own": own_cases(args.photos, args.limit),
-                 "independent": independent_cases(independent_photos(args.independent, limit=args.limit))}
+    if args.tune:
+        methods = tuning_grid(args.model)
+        protocols = {"training split": own_cases(args.photos, args.limit or 16, training_split=True)}
+    else:
+        methods = estimators(args.model, args.guide)
+        protocols = {"own": own_cases(args.photos, args.limit),
+                     "independent": independent_cases(independent_photos(args.independent, limit=args.limit))}
     table = Table(["protocol", "estimator", "cases", "kernel L1", "Wiener gain, estimate (aligned dB)",
                    "Wiener gain, true kernel", "worse than input", "estimation s/MP"])
     for protocol, cases in protocols.items():
@@ -119,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
                       float(np.median(r["s_per_mp"])))
     body = (f"Wiener weight {WIENER_WEIGHT} (gradient prior, linear light), canvas {CANVAS} px, "
             f"one thread.\n\n{table.markdown()}")
-    finish(Report("kernel_estimation", "Kernel estimation: every estimator, both protocols", body), args)
+    report = (Report("kernel_estimation_tune", "Kernel estimation: choosing support_kernel's settings on training "
+                     "photos", body) if args.tune else
+              Report("kernel_estimation", "Kernel estimation: every estimator, both protocols", body))
+    finish(report, args)
     return 0
 
 

@@ -151,9 +151,13 @@ def test_kernel_estimation_bench_scores_every_estimator(tmp_path: Path, make_pho
     assert bench_main(["--photos", str(own), "--independent", str(independent), "--limit", "1"]) == 0
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| own") or
              line.startswith("| independent")]
-    assert len(table) == 6 and all("| 1 " in line for line in table)  # 3 estimators × 2 protocols, 1 case each
+    assert len(table) == 8 and all("| 1 " in line for line in table)  # 4 estimators × 2 protocols, 1 case each
     ceiling = [line for line in table if "true kernel" in line]
     assert all(line.split("|")[4].strip() == "0" for line in ceiling)  # the true kernel's L1 to itself
+    Image.fromarray(make_photo(np.random.default_rng(3), 200, 220)).save(own / "trained-on.png")  # not held out
+    assert bench_main(["--photos", str(own), "--tune", "--limit", "1"]) == 0
+    sweep = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| training split")]
+    assert len(sweep) == 12 and all("| 1 " in line for line in sweep)  # 3 edge fractions × 4 ridges
 
 
 def test_deconvolution_bench_sweeps_and_times(tmp_path: Path, make_photo, capsys) -> None:
