@@ -106,3 +106,13 @@ def test_a_broken_pairing_is_one_clear_model_error(folder: Path, tmp_path: Path,
         make_model(path, (1,), metadata={"hint": HINT_NAME, "hint_guide": "guide.onnx"})
     with pytest.raises(ModelError, match=message):
         Engine(path, providers=["cpu"], threads=1)
+
+
+def test_the_chain_bench_times_every_stage(folder: Path, capsys) -> None:
+    from bench.kernel_aware import main as bench_main
+    assert bench_main(["--chain", str(folder / "hinted.onnx"), "--model", str(folder / "guide.onnx"), "--quick"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == 6 and rows[0].startswith("| plain model") and "Wiener hint" in rows[4]
+    with pytest.raises(SystemExit):  # a plain model is not a chain: argparse's error, exit 2
+        bench_main(["--chain", str(folder / "guide.onnx"), "--quick"])
+    assert "is not a kernel-aware model" in capsys.readouterr().err
