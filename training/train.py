@@ -21,10 +21,11 @@ import tensorflow as tf
 from service.engine import Engine
 from training import checkpoint
 from training.config import Config
+from training.data.folders import DataError, split_photos
 from training.data.hinted import HintedPairs
 from training.data.paired import PairedCrops, find_pairs
 from training.data.pipeline import fixed_set, train_dataset
-from training.data.synthetic import DataError, SyntheticPairs, split_photos
+from training.data.synthesis import SyntheticPairs
 from training.distribute import agree_on_step, cluster_size, is_chief, strategy_for_devices
 from training.gan import DeblurGAN
 from training.monitor import TrainingMonitor

@@ -23,9 +23,10 @@ import numpy as np
 
 from training import checkpoint
 from training.config import Config
+from training.data.folders import DataError
 from training.data.kernels import canvas_size
 from training.data.pipeline import train_dataset
-from training.data.synthetic import DataError, SyntheticPairs
+from training.data.synthesis import SyntheticPairs
 from training.kernel_estimator import KernelEstimatorTrainer, pad_kernel
 from training.monitor import last_wall
 from training.nets import build_generator
