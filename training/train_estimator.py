@@ -31,7 +31,7 @@ from training.kernel_estimator import KernelEstimatorTrainer, pad_kernel
 from training.monitor import last_wall
 from training.nets import build_generator
 from training.runtime import make_optimizers, precision_policy
-from training.train import synthetic_samplers
+from training.trainer import synthetic_samplers
 
 log = logging.getLogger("deblur-train-estimator")
 FIELDS = ["step", "wall_s", "lr", "loss", "kernel_loss", "content", "val_kernel_l1", "val_kernel_mass", "val_box_l1"]
