@@ -151,7 +151,7 @@ def test_kernel_estimation_bench_scores_every_estimator(tmp_path: Path, make_pho
     assert bench_main(["--photos", str(own), "--independent", str(independent), "--limit", "1"]) == 0
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| own") or
              line.startswith("| independent")]
-    assert len(table) == 6 and all("| 1 " in line for line in table)  # 3 estimators × 2 protocols, 1 case each
+    assert len(table) == 8 and all("| 1 " in line for line in table)  # 4 estimators × 2 protocols, 1 case each
     ceiling = [line for line in table if "true kernel" in line]
     assert all(line.split("|")[4].strip() == "0" for line in ceiling)  # the true kernel's L1 to itself
 
