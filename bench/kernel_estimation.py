@@ -34,9 +34,9 @@ from service.kernel_estimation import (
     support_kernel,
 )
 from training.config import Config
+from training.data.folders import is_validation, list_images
 from training.data.independent import CROP, independent_cases
 from training.data.protocol import protocol_pair
-from training.data.synthetic import is_validation, list_images
 from training.evaluate import independent_photos, load_rgb
 from training.scoring import aligned_psnr
 

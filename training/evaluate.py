@@ -28,10 +28,10 @@ from PIL import Image
 from service.deconvolution import wiener
 from service.engine import Engine, ModelError
 from training.config import Config
+from training.data.folders import DataError, is_validation, list_images
 from training.data.independent import independent_cases
 from training.data.paired import find_pairs
 from training.data.protocol import protocol_pair
-from training.data.synthetic import DataError, is_validation, list_images
 from training.scoring import aligned_psnr, psnr, restoration_scores
 
 FIELDS = ["image", "kernel", "kernel_px", "width", "height", "psnr_in", "psnr_out", "ssim_in", "ssim_out", "gain_db",

@@ -68,7 +68,7 @@ class DeblurGAN(keras.Model):
         return tf.reduce_mean(tf.square(norm - 1.0))
 
     def train_step(self, data):
-        # a (blurry, sharp) pair, or both stacked on channels (how a multi-worker run feeds them: train.py)
+        # a (blurry, sharp) pair, or both stacked on channels (how a multi-worker run feeds them: trainer.py)
         blurry, sharp = data if isinstance(data, (tuple, list)) else tf.split(data, [self.input_channels, 3], axis=-1)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         adversarial = self.cfg.adv_weight > 0

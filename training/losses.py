@@ -29,6 +29,7 @@ def fft_l1(y_true, y_pred):
 
 
 def ssim_loss(y_true, y_pred):
+    """1 − tf.image's SSIM (11×11 Gaussian window), the same SSIM as the training log's val_ssim."""
     import tensorflow as tf  # SSIM has no keras.ops equivalent; training runs on TF
 
     return 1.0 - tf.reduce_mean(tf.image.ssim(y_true, y_pred, max_val=1.0))

@@ -1,4 +1,8 @@
-"""The training loop's eyes: CSV + TensorBoard logs, periodic validation and checkpoints."""
+"""The training loop's eyes: CSV + TensorBoard logs, periodic validation and checkpoints.
+
+The log's SSIM columns (`val_ssim`, `input_ssim`) are tf.image's SSIM, 11×11 Gaussian window, not the
+7×7-window one `deblur-eval` reports; docs/training.md ("Two SSIMs") says why the names stay.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ FIELDS = ["step", "wall_s", "lr", "g_loss", "content", "adv", "d_loss", "val_psn
           "input_ssim"]
 
 
-def psnr_ssim(restored: np.ndarray, sharp: np.ndarray) -> tuple[float, float]:
+def psnr_ssim_gaussian11(restored: np.ndarray, sharp: np.ndarray) -> tuple[float, float]:
+    """Batch-mean PSNR and tf.image's SSIM (11×11 Gaussian window, σ 1.5): the log's val_/input_ columns."""
     restored = tf.clip_by_value(tf.convert_to_tensor(restored), 0.0, 1.0)
     sharp = tf.convert_to_tensor(sharp)
     return (float(tf.reduce_mean(tf.image.psnr(restored, sharp, 1.0))),
@@ -40,7 +45,8 @@ class TrainingMonitor(keras.callbacks.Callback):
         super().__init__()
         self.cfg, self.run_dir, self.val = cfg, run_dir, val
         self.step, self.phase_start, self.log_every = start_step, phase_start, log_every
-        self.input_scores = psnr_ssim(val[0][..., :3], val[1])  # a hinted input's first 3 channels are the photo
+        # a hinted input's first 3 channels are the photo
+        self.input_scores = psnr_ssim_gaussian11(val[0][..., :3], val[1])
         self.writer = tf.summary.create_file_writer(str(run_dir / "tb"))
         self.csv_path = run_dir / "log.csv"
         self.started = time.time()
@@ -53,7 +59,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         blur, sharp = self.val
         restored = np.concatenate([self.model.generator(blur[i:i + 4], training=False).numpy()
                                    for i in range(0, len(blur), 4)])
-        return psnr_ssim(restored, sharp)
+        return psnr_ssim_gaussian11(restored, sharp)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.step += 1

@@ -51,8 +51,8 @@ def layer_scales(generator: keras.Model) -> dict[str, float]:
 
 def protocol_crops(photos: str, size: int, count: int, val_fraction: float, seed: int = 7) -> np.ndarray:
     """`count` centre crops of held-out photos, blurred by the fixed protocol."""
+    from training.data.folders import is_validation, list_images, load_photos
     from training.data.protocol import protocol_pair
-    from training.data.synthetic import is_validation, list_images, load_photos
 
     files = [p for p in list_images([photos]) if is_validation(p, val_fraction)][:count]
     images, kept, _ = load_photos(files, size + 64)  # too-small photos are skipped: pair names with what was kept

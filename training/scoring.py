@@ -3,8 +3,9 @@
 `aligned_psnr` is the blind-deblurring convention (Levin et al. 2009, Köhler et al. 2012): a blind method
 cannot know where an off-centre kernel puts the image, so the restored image is compared at the best
 integer shift within ±6 px, on the image less an 8 px border (the same pixels at every shift).
-SSIM is scikit-image's (7×7 uniform window), named `ssim_skimage` wherever it could be confused with
-the training log's tf.image SSIM (11×11 Gaussian).
+SSIM here is scikit-image's (7×7 uniform window, its default): what `deblur-eval` and the model card
+report. The training log's `val_ssim` is tf.image's (11×11 Gaussian window, training/monitor.py); the two
+disagree on the same images, so each function's name says which one it is.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ def psnr(image: np.ndarray, reference: np.ndarray) -> float:
     return float(peak_signal_noise_ratio(reference, np.clip(image, 0, 1), data_range=1.0))
 
 
-def ssim_skimage(image: np.ndarray, reference: np.ndarray) -> float:
+def ssim_skimage7(image: np.ndarray, reference: np.ndarray) -> float:
+    """scikit-image's SSIM, 7×7 uniform window: `deblur-eval`'s ssim_in/ssim_out and the model card's SSIM."""
     return float(structural_similarity(np.clip(image, 0, 1), reference, channel_axis=-1, data_range=1.0))
 
 
@@ -48,7 +50,7 @@ def restoration_scores(restored: np.ndarray, blurred: np.ndarray, sharp: np.ndar
                        ) -> dict[str, float]:
     """Plain PSNR/SSIM of input and output against `sharp`, their gain, and optionally the aligned PSNRs."""
     row = {"psnr_in": psnr(blurred, sharp), "psnr_out": psnr(restored, sharp),
-           "ssim_in": ssim_skimage(blurred, sharp), "ssim_out": ssim_skimage(restored, sharp)}
+           "ssim_in": ssim_skimage7(blurred, sharp), "ssim_out": ssim_skimage7(restored, sharp)}
     row["gain_db"] = row["psnr_out"] - row["psnr_in"]
     if aligned:
         row["aligned_psnr_in"] = aligned_psnr(blurred, sharp)[0]

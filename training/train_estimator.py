@@ -23,14 +23,15 @@ import numpy as np
 
 from training import checkpoint
 from training.config import Config
+from training.data.folders import DataError
 from training.data.kernels import canvas_size
 from training.data.pipeline import train_dataset
-from training.data.synthetic import DataError, SyntheticPairs
+from training.data.synthesis import SyntheticPairs
 from training.kernel_estimator import KernelEstimatorTrainer, pad_kernel
 from training.monitor import last_wall
 from training.nets import build_generator
 from training.runtime import make_optimizers, precision_policy
-from training.train import synthetic_samplers
+from training.trainer import synthetic_samplers
 
 log = logging.getLogger("deblur-train-estimator")
 FIELDS = ["step", "wall_s", "lr", "loss", "kernel_loss", "content", "val_kernel_l1", "val_kernel_mass", "val_box_l1"]

@@ -10,9 +10,10 @@ from PIL import Image
 
 from training.data import kernels
 from training.data.degrade import blur_linear, degrade
+from training.data.folders import DataError, is_validation, list_images, load_photos, split_photos
 from training.data.paired import PairedCrops, find_pairs
 from training.data.protocol import protocol_pair
-from training.data.synthetic import DataError, SyntheticPairs, is_validation, list_images, load_photos, split_photos
+from training.data.synthesis import SyntheticPairs
 
 
 @pytest.mark.parametrize("family", kernels.FAMILIES)
@@ -166,7 +167,7 @@ def test_photo_fetcher_keeps_really_blurred_photos_out_of_training(tmp_path) -> 
     """A photo listed as really blurred goes to real-blur/ only, and a stale training copy is removed."""
     from PIL import Image
 
-    from training.data.photos import _collect
+    from training.data.fetch import _collect
 
     root = tmp_path / "pkg"
     (root / "img").mkdir(parents=True)

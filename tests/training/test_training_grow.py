@@ -120,7 +120,7 @@ def test_receptive_field_cli_on_held_out_photos(photo_dir: Path, tmp_path: Path,
 def test_receptive_field_names_the_folder_when_every_held_out_photo_is_too_small(tmp_path: Path) -> None:
     from PIL import Image
 
-    from training.data.synthetic import is_validation
+    from training.data.folders import is_validation
     from training.receptive_field import protocol_crops
 
     name = next(f"p{i}.png" for i in range(1000) if is_validation(Path(f"p{i}.png"), 0.12))

@@ -84,7 +84,7 @@ def test_a_hinted_run_trains_on_the_service_hint_from_plain_weights(tiny_overrid
     from test_training_models import _identity_onnx
 
     from training.config import Config
-    from training.train import train
+    from training.trainer import train
     plain = Config.load(None, [*tiny_overrides, "steps=2", f"run_dir={tmp_path / 'plain'}"])
     weights = train(plain) / "generator.weights.h5"
     guide = _identity_onnx(tmp_path / "guide.onnx")

@@ -134,7 +134,7 @@ def test_eval_runs_the_independent_protocol_with_aligned_and_oracle_columns(tmp_
 def _photo_folders(tmp_path: Path, make_photo) -> tuple[Path, Path]:
     """An own-protocol folder (one photo, named so that the 12 % file-hash split holds it out) and an
     independent folder, with photos big enough for the ±6 px search after the largest kernels."""
-    from training.data.synthetic import is_validation
+    from training.data.folders import is_validation
     own, independent = tmp_path / "own", tmp_path / "independent"
     own.mkdir()
     independent.mkdir()

@@ -207,6 +207,28 @@ def test_learning_curve_table_and_png(tmp_path: Path) -> None:
     assert [p["step"] for p in points] == [100, 200, 300] and points[-1]["gain"] == pytest.approx(1.3)
 
 
+def test_each_ssim_is_the_one_its_name_says() -> None:
+    """The log's SSIM is tf.image's (11×11 Gaussian), deblur-eval's scikit-image's default (7×7 uniform): the
+    same pair scores differently, so a log's val_ssim and the model card's SSIM are not to be compared."""
+    from skimage.metrics import structural_similarity
+
+    from training.data.degrade import blur_linear
+    from training.data.kernels import line_kernel
+    from training.monitor import psnr_ssim_gaussian11
+    from training.scoring import ssim_skimage7
+
+    rng = np.random.default_rng(0)
+    sharp = np.clip(np.cumsum(rng.normal(0, 0.05, (64, 64, 3)), 0) * 0.3 + 0.5, 0, 1).astype(np.float32)
+    blurred = blur_linear(sharp, line_kernel(rng, 9)).astype(np.float32)
+    c = (sharp.shape[0] - blurred.shape[0]) // 2
+    sharp = np.ascontiguousarray(sharp[c:c + blurred.shape[0], c:c + blurred.shape[1]])
+    gaussian11 = psnr_ssim_gaussian11(blurred[None], sharp[None])[1]
+    assert gaussian11 == pytest.approx(structural_similarity(
+        blurred, sharp, channel_axis=-1, data_range=1.0, gaussian_weights=True, sigma=1.5,
+        use_sample_covariance=False), abs=1e-4)
+    assert abs(ssim_skimage7(blurred, sharp) - gaussian11) > 0.005
+
+
 def test_learning_curve_draws_eight_phases_in_eight_colours(tmp_path: Path) -> None:
     from PIL import Image, ImageColor
 

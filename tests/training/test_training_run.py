@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from training.config import Config
-from training.train import train
+from training.trainer import train
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from service.images import IMAGE_SUFFIXES
-from training.data.synthetic import DataError
+from training.data.folders import DataError
 
 log = logging.getLogger(__name__)
 
