@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+import h5py
 import keras
 import tensorflow as tf
 
@@ -50,9 +51,18 @@ def build_data(cfg: Config):
     return train, fixed_set(val, cfg.val_images)
 
 
+def saved_variable_count(weights: str | Path) -> int:
+    """How many arrays a Keras .weights.h5 file holds (tells a plain net's file from a hinted net's)."""
+    with h5py.File(weights, "r") as f:
+        found: list[str] = []
+        f.visititems(lambda name, item: found.append(name) if isinstance(item, h5py.Dataset) else None)
+        return len(found)
+
+
 def initialise_generator(generator: keras.Model, cfg: Config) -> None:
-    """Load `init_weights`; a hinted net takes a plain net's weights and keeps its hint stem at zero."""
-    if not cfg.hint:
+    """Load `init_weights`. A hinted net loads a hinted run's file as is (a later phase of the same arm),
+    or takes a plain net's weights by layer name and keeps its hint stem at zero (the arm's start)."""
+    if not cfg.hint or saved_variable_count(cfg.init_weights) == len(generator.weights):
         generator.load_weights(cfg.init_weights)
         return
     plain = build_generator(dataclasses.replace(cfg, hint=""))

@@ -96,3 +96,11 @@ def test_a_hinted_run_trains_on_the_service_hint_from_plain_weights(tiny_overrid
     assert all(float(r["val_psnr"]) > 5 for r in rows)
     with np.load(run_dir / "ckpt.npz") as data:
         assert any(data[k].shape[:3] == (3, 3, 12) for k in data.files if k.startswith("g/"))  # the hint stem
+    from training.nets import build_generator
+    from training.trainer import initialise_generator
+    later = Config.load(None, [*overrides, f"init_weights={run_dir / 'generator.weights.h5'}"])
+    resumed, saved = build_generator(later), build_generator(later)
+    saved.load_weights(run_dir / "generator.weights.h5")
+    initialise_generator(resumed, later)  # a hinted run's own file: loaded as is, hint stem included
+    assert all(np.array_equal(a, b) for a, b in zip(resumed.get_weights(), saved.get_weights(), strict=True))
+    assert np.abs(resumed.get_layer("hint_stem").get_weights()[0]).max() > 0
