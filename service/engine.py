@@ -158,7 +158,8 @@ class Engine:
         self.info = read_info(path, meta)
         # A kernel-aware model (docs/model-contract.md) refines the photo beside a deconvolution whose
         # kernel is estimated against a plain model's output: that guide is a second Engine.
-        self.guide = self._load_guide(path, meta, providers, tile_size, tile_overlap, tile_batch, threads, warmup)
+        self.guide = self._load_guide(path, meta, providers=providers, tile_size=tile_size, tile_overlap=tile_overlap,
+                                      tile_batch=tile_batch, threads=threads, warmup=warmup)
         self.provider: str = self.session.get_providers()[0]
         if "cuda" in self.providers_requested and self.provider != PROVIDER_NAMES["cuda"]:
             log.warning(
@@ -176,7 +177,7 @@ class Engine:
             self.warmup()
 
     @staticmethod
-    def _load_guide(path: Path, meta: dict[str, str], *args: Any) -> Engine | None:
+    def _load_guide(path: Path, meta: dict[str, str], **engine_options: Any) -> Engine | None:
         hint = meta.get(Meta.HINT)
         if not hint:
             return None
@@ -186,20 +187,15 @@ class Engine:
         guide = path.parent / named
         if not named or not guide.is_file() or guide.resolve() == path.resolve():
             raise ModelError(f"{path}: its guide model {named!r} must be another file beside it")
-        engine = Engine(guide, providers=args[0], tile_size=args[1], tile_overlap=args[2], tile_batch=args[3],
-                        threads=args[4], warmup=args[5])
+        engine = Engine(guide, **engine_options)
         if engine.guide is not None:
             raise ModelError(f"{path}: its guide {guide.name} needs a guide itself; a guide must be a plain model")
         return engine
 
-    @property
-    def stages(self) -> int:
-        """Tiled network passes per image: 2 for a kernel-aware model (guide, then refiner), else 1."""
-        return 1 if self.guide is None else 2
-
     def tile_count(self, height: int, width: int) -> int:
-        """Tiles an image of this size costs in all (what `on_progress` counts up to)."""
-        return self.stages * len(self.plan(height, width))
+        """Tiles an image of this size costs in all, the guide's pass included (what `on_progress` counts to)."""
+        own = len(self.plan(height, width))
+        return own if self.guide is None else own + self.guide.tile_count(height, width)
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> Engine:
@@ -267,7 +263,7 @@ class Engine:
         out = run_tiled(self.model_input(rgb, on_progress), self.run, plan, self.tile_batch, on_progress,
                         channels_out=3)
         np.clip(out, 0.0, 1.0, out=out)
-        return DeblurResult(out, self.stages * len(plan))
+        return DeblurResult(out, self.tile_count(rgb.shape[0], rgb.shape[1]))
 
     @property
     def hint_channels(self) -> int:
