@@ -10,6 +10,7 @@ import re
 
 import schemathesis
 from hypothesis import HealthCheck, settings
+from hypothesis.errors import FlakyStrategyDefinition
 from service_server import running
 from test_service_contract import PIL_FORMATS  # noqa: F401  (registers the image strategies for `file`)
 
@@ -22,11 +23,21 @@ def test_job_workflows_honour_the_contract(small_model, tmp_path):
         assert {"submit_job", "get_job", "job_events", "job_result", "delete_job"} <= {
             op.ok().definition.raw.get("operationId") for op in schema.get_all_operations()
         }
-        workflow.run(
-            settings=settings(
-                max_examples=15, stateful_step_count=6, deadline=None, suppress_health_check=list(HealthCheck)
-            )
-        )
+        for attempt in range(3):
+            try:
+                workflow.run(
+                    settings=settings(
+                        max_examples=15, stateful_step_count=6, deadline=None, suppress_health_check=list(HealthCheck)
+                    )
+                )
+                break
+            except FlakyStrategyDefinition:
+                # Which rules are enabled depends on what the live server answered (a job's result is 200
+                # once done, 409 before), so a replayed prefix can meet another rule set. That is the
+                # harness meeting real timing, not a contract failure (those raise their own errors at
+                # once): run the workflow again, at most three times.
+                if attempt == 2:
+                    raise
         log = server.log()
         assert "Traceback" not in log
         for route in (r"/jobs/[\w-]{22}", r"/jobs/[\w-]{22}/events", r"/jobs/[\w-]{22}/result"):
