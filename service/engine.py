@@ -27,7 +27,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .contract import CHANNELS, DTYPE, INPUT_NAME, LAYOUT, NORMALISATION, ONNX_TYPE, OUTPUT_NAME, VALUE_RANGE, Meta
-from .kernel_aware import HINT_CHANNELS, HINT_NAME, wiener_hint
+from .kernel_aware import HINT_CHANNELS, HINT_NAME, hinted_input
 from .tiling import TilePlan, reflect_indices, run_tiled
 
 log = logging.getLogger("deblur.engine")
@@ -275,8 +275,7 @@ class Engine:
         if self.guide is None:
             return rgb
         guide = self.guide.deblur_whole(rgb) if whole else self.guide.deblur(rgb, on_progress).image
-        hint, _ = wiener_hint(rgb, guide)
-        return np.concatenate([rgb, np.clip(hint, 0.0, 1.0)], -1).astype(np.float32)
+        return hinted_input(rgb, guide)
 
     def deblur_whole(self, rgb: np.ndarray) -> np.ndarray:
         """Reference path without tiling: reflect-pad to the size multiple, one call, crop, clip."""

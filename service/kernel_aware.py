@@ -23,3 +23,9 @@ def wiener_hint(blurred: np.ndarray, guide: np.ndarray) -> tuple[np.ndarray, np.
     """(deconvolution of `blurred` with the kernel estimated against `guide`, that kernel); sRGB in and out."""
     kernel = clean_kernel(support_kernel(blurred, guide, HINT_CANVAS))
     return wiener(blurred, kernel, HINT_WEIGHT, HINT_BOUNDARY_ITERATIONS), kernel
+
+
+def hinted_input(blurred: np.ndarray, guide: np.ndarray) -> np.ndarray:
+    """H×W×6 float32: the photo, then its hint clipped to [0, 1] (what a kernel-aware model reads)."""
+    hint, _ = wiener_hint(blurred, guide)
+    return np.concatenate([blurred, np.clip(hint, 0.0, 1.0)], -1).astype(np.float32)

@@ -75,6 +75,16 @@ def edge_threshold(magnitude: np.ndarray, edge_fraction: float) -> float:
     return float(np.partition(magnitude.ravel(), magnitude.size - k)[magnitude.size - k])
 
 
+def selected_gradients(gray: np.ndarray, edge_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The guide's gradients, zero outside its strongest `edge_fraction` of magnitudes (1.0 keeps all)."""
+    gradients = _gradients(gray)
+    if edge_fraction >= 1:
+        return gradients
+    magnitude = np.hypot(*gradients)
+    selected = magnitude >= edge_threshold(magnitude, edge_fraction)
+    return gradients[0] * selected, gradients[1] * selected
+
+
 def least_squares_kernel(blurred: np.ndarray, guide: np.ndarray, size: int, edge_fraction: float = EDGE_FRACTION,
                          ridge: float = RIDGE) -> np.ndarray:
     """Raw size×size kernel mapping `guide`'s strongest gradients onto `blurred`'s (both sRGB, same shape).
@@ -86,11 +96,8 @@ def least_squares_kernel(blurred: np.ndarray, guide: np.ndarray, size: int, edge
     window = taper_window(b.shape, size)
     num = np.zeros((b.shape[0], b.shape[1] // 2 + 1), np.complex128)
     den = np.zeros(num.shape)
-    guide_gradients = _gradients(g)
-    magnitude = np.hypot(*guide_gradients)
-    selected = magnitude >= edge_threshold(magnitude, edge_fraction) if edge_fraction < 1 else np.ones(b.shape, bool)
+    guide_gradients = selected_gradients(g, edge_fraction)
     for gb, gg in zip(_gradients(b), guide_gradients, strict=True):
-        gg = gg * selected
         fb = np.fft.rfft2(gb * window)
         fg = np.fft.rfft2(gg * window)
         num += np.conj(fg) * fb
@@ -128,13 +135,10 @@ def support_normal_equations(blurred: np.ndarray, guide: np.ndarray, size: int,
         raise ValueError(f"kernel size must be odd, got {size}")
     half = size // 2
     b, g = luminance_linear(blurred), luminance_linear(guide)
-    guide_gradients = _gradients(g)
-    magnitude = np.hypot(*guide_gradients)
-    selected = magnitude >= edge_threshold(magnitude, edge_fraction) if edge_fraction < 1 else np.ones(b.shape, bool)
+    guide_gradients = selected_gradients(g, edge_fraction)
     auto = np.zeros((4 * half + 1, 4 * half + 1))
     cross = np.zeros((size, size))
     for gb, gg in zip(_gradients(b), guide_gradients, strict=True):
-        gg = gg * selected
         auto += _correlate(gg, gg, 2 * half)
         cross += _correlate(gg, gb, half)
     return auto.ravel()[_toeplitz_index(size)], cross.ravel()

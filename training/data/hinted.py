@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from service.engine import Engine
-from service.kernel_aware import wiener_hint
+from service.kernel_aware import hinted_input
 
 Sampler = Callable[[int], tuple[np.ndarray, np.ndarray]]
 
@@ -25,5 +25,4 @@ class HintedPairs:
 
     def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         blurred, sharp = self.sampler(index)
-        hint, _ = wiener_hint(blurred, self.guide.deblur(blurred).image)
-        return np.concatenate([blurred, np.clip(hint, 0, 1)], -1).astype(np.float32), sharp
+        return hinted_input(blurred, self.guide.deblur(blurred).image), sharp
