@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .fft import fast_length, parallel
+
 GAMMA = 2.2
 
 
@@ -21,19 +23,6 @@ def to_linear(srgb: np.ndarray) -> np.ndarray:
 
 def to_srgb(linear: np.ndarray) -> np.ndarray:
     return np.power(np.clip(linear, 0.0, 1.0), 1.0 / GAMMA)
-
-
-def fast_length(n: int) -> int:
-    """The smallest m ≥ n with no prime factor above 5 (pocketfft is several times slower on others)."""
-    m = n
-    while True:
-        rest = m
-        for p in (2, 3, 5):
-            while rest % p == 0:
-                rest //= p
-        if rest == 1:
-            return m
-        m += 1
 
 
 def kernel_otf(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -57,9 +46,10 @@ DEFAULT_BOUNDARY_ITERATIONS = 8
 
 
 def _circular(channels: np.ndarray, transfer: np.ndarray) -> np.ndarray:
+    """Each channel filtered by `transfer` (circularly), the channels on parallel threads."""
     shape = channels.shape[:2]
-    return np.stack([np.fft.irfft2(np.fft.rfft2(channels[..., c]) * transfer, s=shape)
-                     for c in range(channels.shape[2])], -1)
+    return np.stack(parallel(lambda c: np.fft.irfft2(np.fft.rfft2(channels[..., c]) * transfer, s=shape),
+                             range(channels.shape[2])), -1)
 
 
 def wiener(blurred_srgb: np.ndarray, kernel: np.ndarray, weight: float = DEFAULT_WEIGHT,

@@ -27,7 +27,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .contract import CHANNELS, DTYPE, INPUT_NAME, LAYOUT, NORMALISATION, ONNX_TYPE, OUTPUT_NAME, VALUE_RANGE, Meta
-from .kernel_aware import HINT_CHANNELS, HINT_NAME, hinted_input
+from .kernel_aware import HINT_CHANNELS, HINT_NAME, Window, estimation_shape, hinted_input
 from .tiling import TilePlan, reflect_indices, run_tiled
 
 log = logging.getLogger("deblur.engine")
@@ -195,7 +195,7 @@ class Engine:
     def tile_count(self, height: int, width: int) -> int:
         """Tiles an image of this size costs in all, the guide's pass included (what `on_progress` counts to)."""
         own = len(self.plan(height, width))
-        return own if self.guide is None else own + self.guide.tile_count(height, width)
+        return own if self.guide is None else own + self.guide.tile_count(*estimation_shape(height, width))
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> Engine:
@@ -274,8 +274,11 @@ class Engine:
         """The photo, or for a kernel-aware model the photo ⊕ its hint (guide → kernel → deconvolution)."""
         if self.guide is None:
             return rgb
-        guide = self.guide.deblur_whole(rgb) if whole else self.guide.deblur(rgb, on_progress).image
-        return hinted_input(rgb, guide)
+        guide = self.guide
+
+        def guide_of(window: Window) -> np.ndarray:
+            return guide.deblur_whole(rgb[window]) if whole else guide.deblur(rgb[window], on_progress).image
+        return hinted_input(rgb, guide_of)
 
     def deblur_whole(self, rgb: np.ndarray) -> np.ndarray:
         """Reference path without tiling: reflect-pad to the size multiple, one call, crop, clip."""

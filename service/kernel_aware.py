@@ -7,25 +7,59 @@ hint the service makes: a refiner trained on one deconvolution and served anothe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .deconvolution import wiener
-from .kernel_estimation import clean_kernel, support_kernel
+from .kernel_estimation import clean_kernel, forward_gradients, luminance_linear, support_kernel
 
 HINT_NAME = "wiener"  # metadata `hint` of a model trained on this hint; changing the settings below renames it
 HINT_CHANNELS = 3  # the deconvolution, sRGB, stacked after the photo's 3 channels
 HINT_CANVAS = 45  # the estimate's square support (px): holds the training generator's 41 px blur
 HINT_WEIGHT = 0.03  # Wiener gradient-prior weight (bench.deconvolution's choice)
 HINT_BOUNDARY_ITERATIONS = 2  # fewer than the filter's default 8: the refiner cleans edges, 720p must be fast
+# The kernel is estimated on one square of the photo, the most textured: the guide then runs on 2×2 of
+# the default 256 px tiles instead of the whole photo (a tenth of a 720p frame's). Training crops are
+# smaller than this, so a refiner only ever learned from estimates made on less.
+HINT_REGION = 480
+REGION_STRIDE = 16  # px between the windows compared
+
+Window = tuple[slice, slice]
+GuideOf = Callable[[Window], np.ndarray]  # a window of the photo → the guide's output for that window
 
 
-def wiener_hint(blurred: np.ndarray, guide: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(deconvolution of `blurred` with the kernel estimated against `guide`, that kernel); sRGB in and out."""
-    kernel = clean_kernel(support_kernel(blurred, guide, HINT_CANVAS))
+def estimation_shape(height: int, width: int) -> tuple[int, int]:
+    """The size of the region the kernel is estimated on, for a photo of this size."""
+    return min(height, HINT_REGION), min(width, HINT_REGION)
+
+
+def estimation_region(blurred: np.ndarray) -> Window:
+    """The window of `estimation_shape` with the most gradient energy (the whole photo if it is smaller):
+    edges are what the estimate is fitted on, and a flat sky or wall carries none."""
+    height, width = blurred.shape[:2]
+    rows, cols = estimation_shape(height, width)
+    if (rows, cols) == (height, width):
+        return slice(None), slice(None)
+    energy = np.hypot(*forward_gradients(luminance_linear(blurred)))
+    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    ys = np.unique(np.r_[np.arange(0, height - rows + 1, REGION_STRIDE), height - rows])[:, None]
+    xs = np.unique(np.r_[np.arange(0, width - cols + 1, REGION_STRIDE), width - cols])[None, :]
+    sums = integral[ys + rows, xs + cols] - integral[ys, xs + cols] - integral[ys + rows, xs] + integral[ys, xs]
+    i, j = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    y, x = int(ys[i, 0]), int(xs[0, j])
+    return slice(y, y + rows), slice(x, x + cols)
+
+
+def wiener_hint(blurred: np.ndarray, guide_of: GuideOf) -> tuple[np.ndarray, np.ndarray]:
+    """(Wiener deconvolution of the whole of `blurred`, the kernel estimated on its estimation region
+    against `guide_of(region)`); sRGB in and out."""
+    window = estimation_region(blurred)
+    kernel = clean_kernel(support_kernel(blurred[window], guide_of(window), HINT_CANVAS))
     return wiener(blurred, kernel, HINT_WEIGHT, HINT_BOUNDARY_ITERATIONS), kernel
 
 
-def hinted_input(blurred: np.ndarray, guide: np.ndarray) -> np.ndarray:
+def hinted_input(blurred: np.ndarray, guide_of: GuideOf) -> np.ndarray:
     """H×W×6 float32: the photo, then its hint clipped to [0, 1] (what a kernel-aware model reads)."""
-    hint, _ = wiener_hint(blurred, guide)
+    hint, _ = wiener_hint(blurred, guide_of)
     return np.concatenate([blurred, np.clip(hint, 0.0, 1.0)], -1).astype(np.float32)

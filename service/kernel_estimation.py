@@ -24,6 +24,7 @@ import functools
 import numpy as np
 
 from .deconvolution import to_linear
+from .fft import fast_length, parallel
 
 LUMINANCE = (0.2126, 0.7152, 0.0722)
 RIDGE = 1e-2  # Tikhonov weight, relative to the mean power of the guide's selected gradients
@@ -36,7 +37,7 @@ def luminance_linear(rgb: np.ndarray) -> np.ndarray:
     return to_linear(rgb).astype(np.float64) @ np.array(LUMINANCE)
 
 
-def _gradients(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def forward_gradients(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Forward differences, zero on the last column/row (the training side's TF code does the same)."""
     gx = np.zeros_like(gray)
     gy = np.zeros_like(gray)
@@ -77,7 +78,7 @@ def edge_threshold(magnitude: np.ndarray, edge_fraction: float) -> float:
 
 def selected_gradients(gray: np.ndarray, edge_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """The guide's gradients, zero outside its strongest `edge_fraction` of magnitudes (1.0 keeps all)."""
-    gradients = _gradients(gray)
+    gradients = forward_gradients(gray)
     if edge_fraction >= 1:
         return gradients
     magnitude = np.hypot(*gradients)
@@ -97,7 +98,7 @@ def least_squares_kernel(blurred: np.ndarray, guide: np.ndarray, size: int, edge
     num = np.zeros((b.shape[0], b.shape[1] // 2 + 1), np.complex128)
     den = np.zeros(num.shape)
     guide_gradients = selected_gradients(g, edge_fraction)
-    for gb, gg in zip(_gradients(b), guide_gradients, strict=True):
+    for gb, gg in zip(forward_gradients(b), guide_gradients, strict=True):
         fb = np.fft.rfft2(gb * window)
         fg = np.fft.rfft2(gg * window)
         num += np.conj(fg) * fb
@@ -118,29 +119,25 @@ def clean_kernel(raw: np.ndarray, floor: float = 0.05) -> np.ndarray:
     return centre_on_centroid(k, raw.shape[0])
 
 
-def _correlate(a: np.ndarray, b: np.ndarray, max_lag: int) -> np.ndarray:
-    """c[dy, dx] = Σ_p a[p]·b[p + d] for |dy|, |dx| ≤ max_lag, as a (2·max_lag + 1)² array (zero-padded FFT)."""
-    shape = tuple(max(n + max_lag, 2 * max_lag + 1) for n in a.shape)  # no wrap-around within ±max_lag
-    c = np.fft.irfft2(np.conj(np.fft.rfft2(a, shape)) * np.fft.rfft2(b, shape), shape)
-    return np.roll(c, (max_lag, max_lag), axis=(0, 1))[:2 * max_lag + 1, :2 * max_lag + 1]
-
-
 def support_normal_equations(blurred: np.ndarray, guide: np.ndarray, size: int,
                              edge_fraction: float = EDGE_FRACTION) -> tuple[np.ndarray, np.ndarray]:
     """(AᵀA, Aᵀb) of min_k Σ_d |k ∗ (mask·∂_d x̂) − ∂_d b|² over a size×size kernel, k flattened row-major.
 
     AᵀA is the guide gradients' autocorrelation at every pair of kernel offsets (a block-Toeplitz matrix
-    gathered from one FFT correlation), Aᵀb their correlation with the blurred gradients."""
+    gathered from one FFT correlation), Aᵀb their correlation with the blurred gradients. Both sums over
+    the two directions are taken in the Fourier domain: four forward transforms, two inverse."""
     if size % 2 == 0:
         raise ValueError(f"kernel size must be odd, got {size}")
     half = size // 2
     b, g = luminance_linear(blurred), luminance_linear(guide)
-    guide_gradients = selected_gradients(g, edge_fraction)
-    auto = np.zeros((4 * half + 1, 4 * half + 1))
-    cross = np.zeros((size, size))
-    for gb, gg in zip(_gradients(b), guide_gradients, strict=True):
-        auto += _correlate(gg, gg, 2 * half)
-        cross += _correlate(gg, gb, half)
+    # zero padding of ≥ 2·half keeps every lag the normal matrix needs free of wrap-around
+    shape = tuple(fast_length(max(n + 2 * half, 4 * half + 1)) for n in b.shape)
+    fg_x, fg_y, fb_x, fb_y = parallel(lambda x: np.fft.rfft2(x, shape),
+                                      [*selected_gradients(g, edge_fraction), *forward_gradients(b)])
+    auto, cross = parallel(lambda spectrum: np.fft.irfft2(spectrum, shape),
+                           [np.abs(fg_x) ** 2 + np.abs(fg_y) ** 2, np.conj(fg_x) * fb_x + np.conj(fg_y) * fb_y])
+    auto = np.roll(auto, (2 * half, 2 * half), axis=(0, 1))[:4 * half + 1, :4 * half + 1]
+    cross = np.roll(cross, (half, half), axis=(0, 1))[:size, :size]
     return auto.ravel()[_toeplitz_index(size)], cross.ravel()
 
 

@@ -15,7 +15,7 @@ from service_helpers import make_model, photo, png_bytes
 
 from service.app import create_app
 from service.engine import Engine, ModelError
-from service.kernel_aware import HINT_NAME, wiener_hint
+from service.kernel_aware import HINT_NAME, HINT_REGION, estimation_region, estimation_shape, wiener_hint
 from service.settings import Settings
 
 
@@ -61,12 +61,24 @@ def test_the_engine_refines_the_photo_beside_the_hint_made_from_its_guide(engine
     result = engine.deblur(rgb, counted.append)
     assert result.image.shape == rgb.shape
     assert result.tiles == sum(counted) == engine.tile_count(100, 150) == 2 * len(engine.plan(100, 150))
-    hint, _ = wiener_hint(rgb, engine.guide.deblur(rgb).image)
+    hint, _ = wiener_hint(rgb, lambda window: engine.guide.deblur(rgb[window]).image)
     stacked = np.concatenate([rgb, np.clip(hint, 0, 1)], -1).astype(np.float32)
     np.testing.assert_allclose(engine.model_input(rgb), stacked, atol=1e-6)
     np.testing.assert_allclose(result.image, engine.deblur_whole(rgb), atol=1e-5)  # seam-free tiles
     plain = Engine(engine.guide.info.path, providers=["cpu"], tile_size=64, tile_overlap=16, threads=1)
     assert np.abs(result.image - plain.deblur(rgb).image).max() > 1e-3  # the hint really reaches the output
+
+
+def test_a_large_photo_runs_its_guide_on_the_estimation_region_only(engine: Engine) -> None:
+    rgb = np.asarray(photo(HINT_REGION + 70, HINT_REGION + 20), np.float32) / 255
+    window = estimation_region(rgb)
+    assert rgb[window].shape[:2] == estimation_shape(*rgb.shape[:2]) == (HINT_REGION, HINT_REGION)
+    counted: list[int] = []
+    result = engine.deblur(rgb, counted.append)
+    guide_tiles = len(engine.guide.plan(HINT_REGION, HINT_REGION))
+    assert result.tiles == sum(counted) == len(engine.plan(*rgb.shape[:2])) + guide_tiles
+    hint, _ = wiener_hint(rgb, lambda w: engine.guide.deblur(rgb[w]).image)
+    np.testing.assert_allclose(engine.model_input(rgb)[..., 3:], np.clip(hint, 0, 1), atol=1e-6)
 
 
 def test_model_describes_the_chain(engine: Engine) -> None:

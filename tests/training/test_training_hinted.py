@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.kernel_aware import HINT_CANVAS, wiener_hint
+from service.kernel_aware import HINT_CANVAS, HINT_REGION, estimation_region, wiener_hint
 from service.kernel_estimation import centre_on_centroid, clean_kernel, least_squares_kernel, support_kernel
 from training.data.degrade import add_noise, blur_linear, quantise
 from training.data.kernels import shake_kernel
@@ -42,19 +42,30 @@ def test_support_kernel_survives_sensor_noise_where_the_fourier_form_does_not(ma
 @pytest.mark.parametrize("shape", [(1, 1), (20, 30), (3, 200)])
 def test_the_hint_is_defined_for_any_image_size(shape: tuple[int, int]) -> None:
     rgb = np.random.default_rng(0).random((*shape, 3)).astype(np.float32)
-    hint, kernel = wiener_hint(rgb, rgb)
+    hint, kernel = wiener_hint(rgb, lambda window: rgb[window])
     assert hint.shape == rgb.shape and np.isfinite(hint).all()
     assert kernel.shape == (HINT_CANVAS, HINT_CANVAS) and kernel.sum() == pytest.approx(1)
     flat = np.full((40, 40, 3), 0.5, np.float32)
-    hint, kernel = wiener_hint(flat, flat)  # no edges at all: "no blur", not NaN
+    hint, kernel = wiener_hint(flat, lambda window: flat[window])  # no edges at all: "no blur", not NaN
     assert kernel.max() == 1 and np.abs(hint - flat).max() < 1e-3
+
+
+def test_the_kernel_is_estimated_on_the_most_textured_window() -> None:
+    rng = np.random.default_rng(3)
+    rgb = np.full((300, 1100, 3), 0.5, np.float32)  # flat, with one textured patch right of centre
+    rgb[40:260, 700:1000] = rng.random((220, 300, 3))
+    rows, cols = estimation_region(rgb)
+    assert (rows.stop - rows.start, cols.stop - cols.start) == (300, HINT_REGION)
+    assert cols.start <= 700 and cols.stop >= 1000
+    small = rgb[:HINT_REGION - 1, :HINT_REGION]
+    assert estimation_region(small) == (slice(None), slice(None))  # a training crop is used whole
 
 
 def test_the_hint_deblurs_when_the_guide_is_sharp(make_photo) -> None:
     from training.scoring import aligned_psnr
     kernel = shake_kernel(np.random.default_rng(5), 13)
     blurred, sharp = _noisy_pair(make_photo, kernel, 200)
-    hint, _ = wiener_hint(blurred, sharp)
+    hint, _ = wiener_hint(blurred, lambda window: sharp[window])
     assert aligned_psnr(hint, sharp)[0] > aligned_psnr(blurred, sharp)[0] + 1
 
 

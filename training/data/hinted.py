@@ -25,4 +25,4 @@ class HintedPairs:
 
     def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         blurred, sharp = self.sampler(index)
-        return hinted_input(blurred, self.guide.deblur(blurred).image), sharp
+        return hinted_input(blurred, lambda window: self.guide.deblur(blurred[window]).image), sharp
