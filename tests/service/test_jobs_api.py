@@ -20,7 +20,7 @@ SLOW = {"DEBLUR_TILE_BATCH": "1", "DEBLUR_MAX_UPLOAD_MB": "4"}
 
 @pytest.fixture(scope="module")
 def slow_model(models_dir):
-    return heavy_model(models_dir / "heavy-jobs.onnx", channels=64, layers=4)
+    return heavy_model(models_dir / "heavy-jobs.onnx", channels=64, layers=10)
 
 
 @pytest.fixture(scope="module")

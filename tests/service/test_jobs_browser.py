@@ -31,7 +31,7 @@ setInterval(() => {
 
 @pytest.fixture(scope="module")
 def slow_base(models_dir, tmp_path_factory):
-    model = heavy_model(models_dir / "heavy-page.onnx", channels=64, layers=4)
+    model = heavy_model(models_dir / "heavy-page.onnx", channels=64, layers=10)
     with running(model, tmp_path_factory.mktemp("page-jobs"), **SLOW) as server:
         yield server.base
 

@@ -59,7 +59,7 @@ def test_outputs_are_byte_identical_to_a_local_run(server, small_model, tmp_path
 
 
 def test_a_busy_server_is_retried_after_retry_after(models_dir, tmp_path, capsys):
-    model = heavy_model(models_dir / "heavy-cli.onnx", channels=64, layers=4)
+    model = heavy_model(models_dir / "heavy-cli.onnx", channels=64, layers=10)
     env = {"DEBLUR_TILE_BATCH": "1", "DEBLUR_MAX_UPLOAD_MB": "4", "DEBLUR_JOB_MAX_QUEUED": "1"}
     with running(model, tmp_path / "srv", **env) as busy, httpx.Client(base_url=busy.base, timeout=30) as c:
         first = submit(c, png_bytes(photo(400, 300))).json()["id"]
