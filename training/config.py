@@ -10,6 +10,7 @@ from typing import Any
 
 from service.kernel_aware import HINT_NAME
 from training.data.kernels import DEFAULT_KERNEL_WEIGHTS
+from training.data.realism import Realism
 
 # the fields that name one of a few implementations; checked when a config loads, not steps into a run
 CHOICES = {
@@ -19,6 +20,7 @@ CHOICES = {
     "precision": ("float32", "mixed_bfloat16"),
     "hint": ("", HINT_NAME),  # "" = a plain net; else the service's hint the net reads beside the photo
 }
+PROBABILITIES = ("saturation_prob", "tone_curve_prob", "nonuniform_blur_prob", "offcentre_prob")
 
 
 @dataclass
@@ -36,6 +38,13 @@ class Config:
     kernel_weights: tuple[float, ...] = DEFAULT_KERNEL_WEIGHTS  # shake, line, defocus, blob, gaussian
     max_noise: float = 0.02
     jpeg_prob: float = 0.25
+    # realism steps (training/data/realism.py, docs/training.md#blur-synthesis): each fires per training
+    # sample with its probability; all 0 = the plain synthesis, bit for bit. Validation crops never use them.
+    saturation_prob: float = 0.0                # highlights ×1.5–4 in linear light, clipped after the blur: streaks
+    tone_curve_prob: float = 0.0                # a random S-shaped camera response, not gamma 2.2 (both images)
+    nonuniform_blur_prob: float = 0.0           # the kernel blended along a ramp with a copy turned ±8°, ×0.9–1.1
+    offcentre_prob: float = 0.0                 # kernel centroid off the canvas centre: the blurred image shifts
+    offcentre_max_shift: int = 0                # its largest shift per axis (whole px); ≥ 1 when offcentre_prob > 0
     seed: int = 1234
     # model
     generator: str = "nafunet"                  # nafunet (compact default) | resnet (DeblurGAN)
@@ -95,7 +104,21 @@ class Config:
         for key, allowed in CHOICES.items():
             if getattr(cfg, key) not in allowed:
                 raise ValueError(f"unknown {key} {getattr(cfg, key)!r} in the config: use one of {', '.join(allowed)}")
+        for key in PROBABILITIES:
+            if not 0 <= getattr(cfg, key) <= 1:
+                raise ValueError(f"config key {key!r} is a probability: {getattr(cfg, key)!r} is outside [0, 1]")
+        if cfg.offcentre_max_shift < 0:
+            raise ValueError(f"config key 'offcentre_max_shift' is a distance in px: {cfg.offcentre_max_shift} "
+                             "is negative")
+        if cfg.offcentre_prob > 0 and cfg.offcentre_max_shift == 0:
+            raise ValueError(f"offcentre_prob {cfg.offcentre_prob} shifts kernels by up to offcentre_max_shift px, "
+                             "which is 0: set it to 1 or more")
         return cfg
+
+    def realism(self) -> Realism:
+        """The realism steps of training samples (SyntheticPairs)."""
+        return Realism(self.saturation_prob, self.tone_curve_prob, self.nonuniform_blur_prob, self.offcentre_prob,
+                       self.offcentre_max_shift)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

@@ -71,13 +71,14 @@ def initialise_generator(generator: keras.Model, cfg: Config) -> None:
 
 
 def synthetic_samplers(cfg: Config) -> tuple[SyntheticPairs, SyntheticPairs]:
-    """(train, validation) synthetic-blur samplers from the config's photo folders (file-hash split)."""
+    """(train, validation) synthetic-blur samplers from the config's photo folders (file-hash split). The
+    realism steps apply to training samples only: validation stays the plain synthesis, comparable across runs."""
     folders = [f for f in cfg.photos.split(",") if f]
     photos, val_photos, _ = split_photos(folders, cfg.val_fraction, cfg.crop)
     log.info("%d training photos, %d validation photos", len(photos), len(val_photos))
     kw = dict(max_blur=cfg.max_blur, kernel_weights=cfg.kernel_weights, max_noise=cfg.max_noise,
               jpeg_prob=cfg.jpeg_prob)
-    train = SyntheticPairs(photos, cfg.crop, cfg.seed, scale_range=cfg.scale_range, **kw)
+    train = SyntheticPairs(photos, cfg.crop, cfg.seed, scale_range=cfg.scale_range, realism=cfg.realism(), **kw)
     val_source = val_photos or photos
     if not val_photos:
         log.warning("no validation photos (too few files for val_fraction=%s): validating on training photos",
