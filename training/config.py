@@ -137,6 +137,8 @@ def _coerce(default: Any, value: Any, key: str) -> Any:
             return tuple(type(default[0])(v) for v in value) if default else tuple(value)
         if isinstance(default, bool):
             return bool(value)
+        if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
+            raise ValueError("this key takes a whole number")
         if isinstance(default, (int, float, str)):
             return type(default)(value)
     except (TypeError, ValueError) as exc:

@@ -134,6 +134,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_overrides: list[str]) -> Non
     ("photos=/does/not/exist", "does not exist"),
     ("generator=vgg", "unknown generator"),
     ("batch=lots", "cannot use"),
+    ("offcentre_max_shift=2.5", "takes a whole number"),
     ("precision=float16", "unknown precision"),
 ])
 def test_cli_rejects_bad_config_with_one_clear_line(tiny_overrides: list[str], override: str, message: str) -> None:
