@@ -50,6 +50,12 @@ def quantise(img: np.ndarray, rng: np.random.Generator | None = None, jpeg_quali
     return u8.astype(np.float32) / 255
 
 
+def centre_of(region: np.ndarray, kernel: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The part of `region` that its 'valid' blur by `kernel` (of `shape`) shows: the sharp target."""
+    m = (kernel.shape[0] - 1) // 2
+    return region[m:m + shape[0], m:m + shape[1]]
+
+
 def realistic_blur(linear: np.ndarray, kernel: np.ndarray, steps: Steps) -> tuple[np.ndarray, np.ndarray]:
     """(blurred, sharp) encoded, from radiance in [0, 1]: saturation and the blur in linear light, then
     a clip to [0, 1] (what the sensor records) and the encoding, the same for both images."""
@@ -62,8 +68,7 @@ def realistic_blur(linear: np.ndarray, kernel: np.ndarray, steps: Steps) -> tupl
         blurred = blur_nonuniform(linear, kernel, second, realism.ramp(size, rng.uniform(0, 2 * np.pi)))
     else:
         blurred = convolve_valid(linear, kernel)
-    m = (kernel.shape[0] - 1) // 2
-    sharp = linear[m:m + blurred.shape[0], m:m + blurred.shape[1]]
+    sharp = centre_of(linear, kernel, blurred.shape)
     if "tone_curve" in steps.names:
         tone = realism.random_tone(rng)
         return realism.tone_curve(blurred, *tone), realism.tone_curve(sharp, *tone)
@@ -79,8 +84,7 @@ def degrade(region: np.ndarray, kernel: np.ndarray, rng: np.random.Generator,
     if steps is None or not steps.names - {"offcentre"}:  # an off-centre kernel needs no other path
         region = to_srgb(to_linear(region) * gain)
         blurred = blur_linear(region, kernel)
-        m = (kernel.shape[0] - 1) // 2
-        sharp = region[m:m + blurred.shape[0], m:m + blurred.shape[1]]
+        sharp = centre_of(region, kernel, blurred.shape)
     else:
         blurred, sharp = realistic_blur(np.clip(to_linear(region) * gain, 0, 1), kernel, steps)
     level = rng.uniform(0, max_noise)
