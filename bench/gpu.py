@@ -2,7 +2,7 @@
 
     python -m bench.gpu [--model M] [--fp16-model M16] [--repeats 5]
 
-Why both: fixed tiles give cuDNN one shape to tune once (and flat memory); whole images give every
+Why both: tiles give cuDNN one shape per photo size, bounded by the tile size (and flat memory); whole images give every
 new size its own algorithm search, paid on the first call. So each row shows the first call at that
 shape and the steady-state median. An fp16 export (float32 in/out, --fp16-model) gets the same rows.
 Without a usable CUDA provider this prints why and reports a skip; it is never required.

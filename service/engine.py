@@ -243,7 +243,8 @@ class Engine:
         return out
 
     def warmup(self) -> None:
-        """Run the fixed tile shapes once so the first request pays no allocation/tuning cost."""
+        """Run the largest tile shape once so the first request pays no allocation/tuning cost (smaller,
+        fitted tiles of other photo sizes reuse the memory it reserved)."""
         sizes = sorted({self.tile_batch, 1}, reverse=True)
         try:
             for n in sizes:
@@ -256,7 +257,7 @@ class Engine:
         return TilePlan(height, width, self.tile_size, self.tile_overlap, self.info.size_multiple)
 
     def deblur(self, rgb: np.ndarray, on_progress: Callable[[int], None] | None = None) -> DeblurResult:
-        """H×W×3 float32 in [0, 1] → deblurred H×W×3 float32 in [0, 1], via fixed-size tiles."""
+        """H×W×3 float32 in [0, 1] → deblurred H×W×3 float32 in [0, 1], via bounded tiles (service/tiling.py)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an H×W×3 image, got shape {rgb.shape}")
         plan = self.plan(rgb.shape[0], rgb.shape[1])

@@ -108,8 +108,8 @@ def output_format(requested: str | None, decoded: DecodedImage) -> str:
 def _open(data: bytes, max_megapixels: float, max_side: int | None) -> Image.Image:
     """Open (header only) and enforce the pixel and side limits before any pixel data is decoded.
 
-    Why a side limit as well: the model runs on fixed-size tiles, so a 1x200000 strip (0.2 MP) costs
-    about as many tiles as a 40 MP photo."""
+    Why a side limit as well: the model runs on tiles of at most 256 px, so a 1x200000 strip (0.2 MP)
+    costs about as many model calls as a 40 MP photo."""
     if not data:
         raise EmptyImage("the uploaded file is empty")
     try:

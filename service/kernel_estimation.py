@@ -19,7 +19,7 @@ and +1.05 dB, 0 of 12 crops worse (docs/kernel-aware.md has the table and its co
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 
 import numpy as np
 
@@ -121,11 +121,12 @@ def clean_kernel(raw: np.ndarray, floor: float = 0.05) -> np.ndarray:
 
 def support_normal_equations(blurred: np.ndarray, guide: np.ndarray, size: int,
                              edge_fraction: float = EDGE_FRACTION) -> tuple[np.ndarray, np.ndarray]:
-    """(AᵀA, Aᵀb) of min_k Σ_d |k ∗ (mask·∂_d x̂) − ∂_d b|² over a size×size kernel, k flattened row-major.
+    """(AᵀA, Aᵀb) of min_k Σ_d |k ∗ (mask·∂_d x̂) − ∂_d b|² over a size×size kernel, in compact form.
 
-    AᵀA is the guide gradients' autocorrelation at every pair of kernel offsets (a block-Toeplitz matrix
-    gathered from one FFT correlation), Aᵀb their correlation with the blurred gradients. Both sums over
-    the two directions are taken in the Fourier domain: four forward transforms, two inverse."""
+    AᵀA is block-Toeplitz: entry (o, o') is the guide gradients' autocorrelation at lag o' − o, so it is
+    returned as that (2·size − 1)² autocorrelation (`toeplitz_apply` multiplies by it); Aᵀb, the guide's
+    correlation with the blurred gradients, is size×size. Both sums over the two directions are taken in
+    the Fourier domain: four forward transforms, two inverse."""
     if size % 2 == 0:
         raise ValueError(f"kernel size must be odd, got {size}")
     half = size // 2
@@ -138,24 +139,28 @@ def support_normal_equations(blurred: np.ndarray, guide: np.ndarray, size: int,
                            [np.abs(fg_x) ** 2 + np.abs(fg_y) ** 2, np.conj(fg_x) * fb_x + np.conj(fg_y) * fb_y])
     auto = np.roll(auto, (2 * half, 2 * half), axis=(0, 1))[:4 * half + 1, :4 * half + 1]
     cross = np.roll(cross, (half, half), axis=(0, 1))[:size, :size]
-    return auto.ravel()[_toeplitz_index(size)], cross.ravel()
+    return auto, cross
 
 
-@functools.lru_cache(maxsize=4)
-def _toeplitz_index(size: int) -> np.ndarray:
-    """Flat indices into the (2·size − 1)² autocorrelation that lay out the size²×size² normal matrix."""
-    half, lags = size // 2, 4 * (size // 2) + 1
-    offsets = np.arange(-half, half + 1)
-    oy, ox = (o.ravel() for o in np.meshgrid(offsets, offsets, indexing="ij"))
-    return (oy[None, :] - oy[:, None] + 2 * half) * lags + (ox[None, :] - ox[:, None] + 2 * half)
+def toeplitz_apply(auto: np.ndarray, size: int) -> Callable[[np.ndarray], np.ndarray]:
+    """k ↦ AᵀA·k for the autocorrelation `auto` of `support_normal_equations`, as one small FFT
+    convolution: the size²×size² matrix (4 M entries at 45 px) is never built."""
+    half, lags = size // 2, auto.shape[0]
+    grid = (fast_length(size + lags - 1),) * 2
+    spectrum = np.fft.rfft2(auto, grid)  # an autocorrelation is even, so correlating with it is convolving
+
+    def apply(kernel: np.ndarray) -> np.ndarray:
+        full = np.fft.irfft2(np.fft.rfft2(kernel, grid) * spectrum, grid)
+        return full[2 * half:2 * half + size, 2 * half:2 * half + size]
+    return apply
 
 
-def _largest_eigenvalue(matrix: np.ndarray, iterations: int = 12) -> float:
-    v = np.full(matrix.shape[0], 1 / np.sqrt(matrix.shape[0]), matrix.dtype)
+def _largest_eigenvalue(apply: Callable[[np.ndarray], np.ndarray], size: int, iterations: int = 12) -> float:
+    v = np.full((size, size), 1 / size)
     for _ in range(iterations):
-        w = matrix @ v
+        w = apply(v)
         v = w / max(float(np.linalg.norm(w)), 1e-30)
-    return float(v @ matrix @ v) * 1.1  # power iteration approaches from below; FISTA's step must stay ≤ 1/L
+    return float(np.sum(v * apply(v))) * 1.1  # power iteration approaches from below; FISTA's step must stay ≤ 1/L
 
 
 def support_kernel(blurred: np.ndarray, guide: np.ndarray, size: int, edge_fraction: float = EDGE_FRACTION,
@@ -163,17 +168,21 @@ def support_kernel(blurred: np.ndarray, guide: np.ndarray, size: int, edge_fract
     """The non-negative size×size kernel mapping `guide`'s strongest gradients onto `blurred`'s (both sRGB).
 
     Ridge-regularised least squares on the support under k ≥ 0, by projected FISTA steps from zero: the
-    non-negativity is what keeps noise out, and a step is one 2025² matrix-vector product (an exact
-    solve first would cost 20× the steps)."""
-    normal, rhs = support_normal_equations(blurred, guide, size, edge_fraction)
-    normal[np.diag_indices_from(normal)] += ridge * max(float(np.trace(normal)) / len(normal), 1e-12)
-    normal, rhs = normal.astype(np.float32), rhs.astype(np.float32)  # memory-bound steps: half the bytes
+    non-negativity is what keeps noise out, and a step is one product with the normal matrix, done as a
+    small FFT convolution (an exact solve first would cost 20× the steps)."""
+    auto, rhs = support_normal_equations(blurred, guide, size, edge_fraction)
+    half = size // 2
+    shift = ridge * max(float(auto[2 * half, 2 * half]), 1e-12)  # the diagonal is the lag-0 autocorrelation
+    convolve = toeplitz_apply(auto, size)
+
+    def normal(kernel: np.ndarray) -> np.ndarray:
+        return convolve(kernel) + shift * kernel
     k = np.zeros_like(rhs)
-    step = 1 / _largest_eigenvalue(normal)
+    step = 1 / _largest_eigenvalue(normal, size)
     previous, momentum, t = k, k, 1.0
     for _ in range(iterations):
-        k = np.clip(momentum - step * (normal @ momentum - rhs), 0, None)
+        k = np.clip(momentum - step * (normal(momentum) - rhs), 0, None)
         t_next = (1 + np.sqrt(1 + 4 * t * t)) / 2
         momentum = k + (t - 1) / t_next * (k - previous)
         previous, t = k, t_next
-    return k.reshape(size, size).astype(np.float64)
+    return k

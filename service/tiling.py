@@ -1,12 +1,17 @@
-"""Fixed-size tiles with overlap and seam-free blending (pure numpy, no I/O).
+"""Bounded tiles with overlap and seam-free blending (pure numpy, no I/O).
 
-Why fixed-size tiles: one input shape means cuDNN picks its algorithm once and memory stays flat no
-matter how large the photo is. Why these particular choices:
+Why bounded tiles: memory stays flat no matter how large the photo is, and every tile of one photo has
+the same shape, so tiles batch and cuDNN picks its algorithm once per photo size. Why these choices:
+
+* The tile size is a ceiling. Along each axis the plan uses as few tiles as the ceiling needs, then
+  shrinks them (to the model's size multiple) until they just cover the image with the overlap: at 720p,
+  256 px tiles with 32 px overlap become 24 tiles of 208×240, 1.3× the image's pixels instead of 1.7×
+  (docs/architecture.md). A photo smaller than a tile is one tile of its own size, rounded up.
 
 * Positions are spread evenly over the image and snapped to the model's size multiple, so a network
   with strided layers sees the same sampling phase as on the whole image. Images (or the last few
-  pixels, < size multiple) that do not fill a tile are reflect-padded at the bottom/right; a dimension
-  smaller than a tile is reflect-padded up to the tile size (repeated reflection, so 1-pixel images work).
+  pixels, < size multiple) that do not fill a tile are reflect-padded at the bottom/right (repeated
+  reflection, so 1-pixel images work).
 * Each tile's weight is a separable raised-cosine ramp on the sides it shares with a neighbour and flat
   (1) on sides that touch the image border, so border pixels are fully covered. The first quarter of
   each ramp is exactly zero: pixels that saw the tile's artificial edge contribute nothing, which makes
@@ -45,6 +50,20 @@ def axis_positions(length: int, tile: int, overlap: int, multiple: int = 1) -> l
     count = math.ceil((length - tile) / stride) + 1
     last_units = -(-(length - tile) // multiple)  # last start, in units of `multiple` (ceil)
     return [multiple * (-(-i * last_units // (count - 1))) for i in range(count)]
+
+
+def axis_span(length: int, tile: int, overlap: int, multiple: int = 1) -> int:
+    """The tile length along one axis: the shortest multiple of `multiple`, at most `tile`, that covers
+    `length` with no more tiles than `tile` itself would need."""
+    span = min(tile, -(-length // multiple) * multiple)
+    if length <= tile:
+        return span
+    count = len(axis_positions(length, tile, overlap, multiple))
+    needed = -(-(length + (count - 1) * overlap) // count)
+    span = max(-(-needed // multiple) * multiple, 2 * overlap)
+    while span < tile and len(axis_positions(length, span, overlap, multiple)) > count:
+        span += multiple
+    return min(span, tile)
 
 
 def ramp(width: int) -> np.ndarray:
@@ -89,7 +108,8 @@ def reflect_indices(start: int, count: int, length: int) -> np.ndarray:
 
 
 class TilePlan:
-    """Where the tiles of an H×W image go and how much each pixel of each tile counts."""
+    """Where the tiles of an H×W image go, their one shape (`tile_height`×`tile_width`, each at most
+    `tile`), and how much each pixel of each tile counts."""
 
     def __init__(self, height: int, width: int, tile: int, overlap: int, multiple: int = 1) -> None:
         if height < 1 or width < 1:
@@ -99,10 +119,12 @@ class TilePlan:
         if not 0 <= overlap <= tile // 2:
             raise ValueError("overlap must be between 0 and half the tile size")
         self.height, self.width, self.tile, self.overlap = height, width, tile, overlap
-        self.ys = axis_positions(height, tile, overlap, multiple)
-        self.xs = axis_positions(width, tile, overlap, multiple)
-        self._wy = axis_windows(self.ys, tile)
-        self._wx = axis_windows(self.xs, tile)
+        self.tile_height = axis_span(height, tile, overlap, multiple)
+        self.tile_width = axis_span(width, tile, overlap, multiple)
+        self.ys = axis_positions(height, self.tile_height, overlap, multiple)
+        self.xs = axis_positions(width, self.tile_width, overlap, multiple)
+        self._wy = axis_windows(self.ys, self.tile_height)
+        self._wx = axis_windows(self.xs, self.tile_width)
 
     def __len__(self) -> int:
         return len(self.ys) * len(self.xs)
@@ -123,12 +145,12 @@ class TilePlan:
             yield batch
 
     def extract(self, image: np.ndarray, t: Tile) -> np.ndarray:
-        """The tile×tile crop at `t`, reflect-padded where it runs past the bottom/right edge."""
-        T = self.tile
-        if t.y + T <= self.height and t.x + T <= self.width:
-            return image[t.y : t.y + T, t.x : t.x + T]
-        rows = reflect_indices(t.y, T, self.height)
-        cols = reflect_indices(t.x, T, self.width)
+        """The tile_height×tile_width crop at `t`, reflect-padded where it runs past the bottom/right edge."""
+        th, tw = self.tile_height, self.tile_width
+        if t.y + th <= self.height and t.x + tw <= self.width:
+            return image[t.y : t.y + th, t.x : t.x + tw]
+        rows = reflect_indices(t.y, th, self.height)
+        cols = reflect_indices(t.x, tw, self.width)
         return image[rows[:, None], cols[None, :]]
 
     def weight(self, t: Tile) -> np.ndarray:
@@ -144,8 +166,8 @@ class Blender:
         self.wsum = np.zeros((plan.height, plan.width), np.float32)
 
     def add(self, t: Tile, result: np.ndarray) -> None:
-        h = min(self.plan.tile, self.plan.height - t.y)
-        w = min(self.plan.tile, self.plan.width - t.x)
+        h = min(self.plan.tile_height, self.plan.height - t.y)
+        w = min(self.plan.tile_width, self.plan.width - t.x)
         wt = self.plan.weight(t)[:h, :w]
         self.out[t.y : t.y + h, t.x : t.x + w] += result[:h, :w] * wt[..., None]
         self.wsum[t.y : t.y + h, t.x : t.x + w] += wt

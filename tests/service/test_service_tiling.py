@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from service.tiling import TilePlan, axis_positions, axis_windows, ramp, reflect_indices, run_tiled
+from service.tiling import TilePlan, axis_positions, axis_span, axis_windows, ramp, reflect_indices, run_tiled
 
 
 def box3(batch: np.ndarray) -> np.ndarray:
@@ -60,7 +60,7 @@ def test_reflect_indices_handle_tiny_lengths():
 
 
 @pytest.mark.parametrize(("h", "w"), [(1, 1), (1, 70), (70, 1), (5, 3), (64, 64), (65, 130), (150, 97)])
-def test_tiles_are_always_exactly_tile_sized_and_identity_is_exact(h, w):
+def test_tiles_of_a_plan_share_one_bounded_shape_and_identity_is_exact(h, w):
     image = np.random.default_rng(1).random((h, w, 3), dtype=np.float32)
     plan = TilePlan(h, w, tile=32, overlap=8, multiple=8)
     shapes = []
@@ -71,9 +71,34 @@ def test_tiles_are_always_exactly_tile_sized_and_identity_is_exact(h, w):
 
     out = run_tiled(image, fn, plan, batch_size=3)
     assert out.shape == (h, w, 3)
-    assert all(s[1:] == (32, 32, 3) and 1 <= s[0] <= 3 for s in shapes)  # bounded by the batch
+    assert all(s[1:] == (plan.tile_height, plan.tile_width, 3) and 1 <= s[0] <= 3 for s in shapes)
+    assert plan.tile_height <= 32 and plan.tile_width <= 32
+    assert plan.tile_height % 8 == 0 and plan.tile_width % 8 == 0
     assert sum(s[0] for s in shapes) == len(plan)
     np.testing.assert_allclose(out, image, atol=1e-6)
+
+
+@pytest.mark.parametrize(("length", "tile", "overlap", "multiple"),
+                         [(720, 256, 32, 16), (1280, 256, 32, 16), (1080, 256, 32, 16), (1000, 64, 16, 8),
+                          (100, 256, 32, 16), (1, 256, 32, 16), (257, 256, 32, 16), (513, 64, 32, 1)])
+def test_spans_are_the_shortest_that_keep_the_tile_count(length, tile, overlap, multiple):
+    """Shrunk tiles never cost an extra tile, still cover with the overlap, and one multiple less would
+    need more tiles (or stop covering): the least padding for the same number of model calls."""
+    span = axis_span(length, tile, overlap, multiple)
+    count = len(axis_positions(length, tile, overlap, multiple))
+    assert span % multiple == 0 and span <= tile
+    positions = axis_positions(length, span, overlap, multiple)
+    assert len(positions) == count and positions[-1] + span >= length
+    assert all(a + span - b >= overlap for a, b in itertools.pairwise(positions))
+    shorter = span - multiple
+    if shorter >= max(2 * overlap, 1):
+        assert len(axis_positions(length, shorter, overlap, multiple)) > count or (count == 1 and shorter < length)
+
+
+def test_a_720p_frame_runs_a_third_fewer_pixels_than_square_tiles():
+    plan = TilePlan(720, 1280, tile=256, overlap=32, multiple=16)
+    assert (len(plan), plan.tile_height, plan.tile_width) == (24, 208, 240)
+    assert len(plan) * plan.tile_height * plan.tile_width / (720 * 1280) < 1.31  # 256² tiles: 1.71
 
 
 def test_local_filter_tiled_equals_whole_image():

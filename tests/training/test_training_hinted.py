@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 
 from service.kernel_aware import HINT_CANVAS, HINT_REGION, estimation_region, wiener_hint
-from service.kernel_estimation import centre_on_centroid, clean_kernel, least_squares_kernel, support_kernel
+from service.kernel_estimation import (
+    centre_on_centroid,
+    clean_kernel,
+    least_squares_kernel,
+    luminance_linear,
+    selected_gradients,
+    support_kernel,
+    support_normal_equations,
+    toeplitz_apply,
+)
 from training.data.degrade import add_noise, blur_linear, quantise
 from training.data.kernels import shake_kernel
 
@@ -37,6 +46,27 @@ def test_support_kernel_survives_sensor_noise_where_the_fourier_form_does_not(ma
     assert ours < 0.6 and ours < fourier / 2
     with pytest.raises(ValueError, match="odd"):
         support_kernel(blurred, sharp, 20)
+
+
+def test_the_matrix_free_normal_operator_is_the_dense_normal_matrix() -> None:
+    """AᵀA·k by one FFT convolution equals the product with AᵀA built column by column, where column o of
+    A is the guide's selected gradients shifted by o (the full linear convolution's support)."""
+    size, rng = 5, np.random.default_rng(4)
+    guide, blurred = rng.random((2, 18, 23, 3)).astype(np.float32)
+    auto, _ = support_normal_equations(blurred, guide, size, edge_fraction=0.3)
+    gradients = selected_gradients(luminance_linear(guide), 0.3)
+    canvas = (18 + size - 1, 23 + size - 1)
+    columns = []
+    for oy in range(size):
+        for ox in range(size):
+            shifted = np.zeros((2, *canvas))
+            for d, g in enumerate(gradients):
+                shifted[d, oy:oy + 18, ox:ox + 23] = g
+            columns.append(shifted.ravel())
+    dense = np.stack(columns, 1)
+    kernel = rng.random((size, size))
+    expected = (dense.T @ dense @ kernel.ravel()).reshape(size, size)
+    np.testing.assert_allclose(toeplitz_apply(auto, size)(kernel), expected, rtol=1e-9, atol=1e-9 * expected.max())
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (20, 30), (3, 200)])
