@@ -59,8 +59,8 @@ def axis_span(length: int, tile: int, overlap: int, multiple: int = 1) -> int:
     if length <= tile:
         return span
     count = len(axis_positions(length, tile, overlap, multiple))
-    needed = -(-(length + (count - 1) * overlap) // count)
-    span = max(-(-needed // multiple) * multiple, 2 * overlap)
+    needed = max(-(-(length + (count - 1) * overlap) // count), 2 * overlap)  # overlap ≤ half a tile
+    span = -(-needed // multiple) * multiple
     while span < tile and len(axis_positions(length, span, overlap, multiple)) > count:
         span += multiple
     return min(span, tile)

@@ -95,6 +95,20 @@ def test_spans_are_the_shortest_that_keep_the_tile_count(length, tile, overlap, 
         assert len(axis_positions(length, shorter, overlap, multiple)) > count or (count == 1 and shorter < length)
 
 
+def test_fitted_plans_are_exact_for_many_layouts():
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        k = int(rng.choice([1, 2, 8, 16]))
+        tile = k * int(rng.integers(max(2, 16 // k), 128 // k + 1))
+        overlap = int(rng.integers(0, tile // 2 + 1))
+        h, w = (int(n) for n in rng.integers(1, 400, 2))
+        plan = TilePlan(h, w, tile, overlap, k)
+        for span, starts in ((plan.tile_height, plan.ys), (plan.tile_width, plan.xs)):
+            assert span % k == 0 and span <= tile and (len(starts) == 1 or 2 * overlap <= span)
+        image = rng.random((h, w, 1)).astype(np.float32)
+        np.testing.assert_allclose(run_tiled(image, lambda batch: batch, plan, 4), image, atol=1e-5)
+
+
 def test_a_720p_frame_runs_a_third_fewer_pixels_than_square_tiles():
     plan = TilePlan(720, 1280, tile=256, overlap=32, multiple=16)
     assert (len(plan), plan.tile_height, plan.tile_width) == (24, 208, 240)
