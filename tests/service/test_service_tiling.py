@@ -37,12 +37,17 @@ def test_ramps_are_complementary_and_zero_at_the_seam():
         assert (r[: width // 4] == 0).all()
 
 
-def test_weights_cover_every_pixel_for_many_layouts():
-    rng = np.random.default_rng(0)
-    for _ in range(300):
+def random_layouts(seed: int, count: int = 300):
+    """(size multiple, tile, overlap, rng) for `count` random valid tile settings."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
         k = int(rng.choice([1, 2, 8, 16]))
         tile = k * int(rng.integers(max(2, 16 // k), 128 // k + 1))
-        overlap = int(rng.integers(0, tile // 2 + 1))
+        yield k, tile, int(rng.integers(0, tile // 2 + 1)), rng
+
+
+def test_weights_cover_every_pixel_for_many_layouts():
+    for k, tile, overlap, rng in random_layouts(0):
         if (tile - overlap) // k < 1:
             continue
         length = int(rng.integers(1, 600))
@@ -96,11 +101,7 @@ def test_spans_are_the_shortest_that_keep_the_tile_count(length, tile, overlap, 
 
 
 def test_fitted_plans_are_exact_for_many_layouts():
-    rng = np.random.default_rng(3)
-    for _ in range(300):
-        k = int(rng.choice([1, 2, 8, 16]))
-        tile = k * int(rng.integers(max(2, 16 // k), 128 // k + 1))
-        overlap = int(rng.integers(0, tile // 2 + 1))
+    for k, tile, overlap, rng in random_layouts(3):
         h, w = (int(n) for n in rng.integers(1, 400, 2))
         plan = TilePlan(h, w, tile, overlap, k)
         for span, starts in ((plan.tile_height, plan.ys), (plan.tile_width, plan.xs)):
