@@ -35,6 +35,8 @@ class Config:
     batch: int = 8
     scale_range: tuple[float, float] = (0.5, 1.0)  # random downscale before cropping (eval runs at 1×)
     max_blur: float = 41.0                      # largest kernel extent (px)
+    max_motion: float = 0.0                     # training samples' largest shake/streak extent (px); 0 = min(35,
+                                                # max_blur), what validation crops always use (comparable runs)
     kernel_weights: tuple[float, ...] = DEFAULT_KERNEL_WEIGHTS  # shake, line, defocus, blob, gaussian
     max_noise: float = 0.02
     jpeg_prob: float = 0.25
@@ -110,6 +112,9 @@ class Config:
         if cfg.offcentre_max_shift < 0:
             raise ValueError(f"config key 'offcentre_max_shift' is a distance in px: {cfg.offcentre_max_shift} "
                              "is negative")
+        if cfg.max_motion != 0 and not cfg.max_motion >= 3:
+            raise ValueError(f"config key 'max_motion' is 0 (validation's cap) or an extent of at least 3 px: "
+                             f"{cfg.max_motion!r} is neither")
         if cfg.offcentre_prob > 0 and cfg.offcentre_max_shift == 0:
             raise ValueError(f"offcentre_prob {cfg.offcentre_prob} shifts kernels by up to offcentre_max_shift px, "
                              "which is 0: set it to 1 or more")

@@ -104,11 +104,11 @@ class EstimatorMonitor(keras.callbacks.Callback):
 
 
 def check_canvas(cfg: Config) -> None:
-    """The canvas must hold the largest kernel the data makes (kernels.py's canvas for max_blur)."""
-    largest = canvas_size(cfg.max_blur)
+    """The canvas must hold the largest kernel the data makes (kernels.py's canvas for max_blur/max_motion)."""
+    largest = canvas_size(max(cfg.max_blur, cfg.max_motion))
     if cfg.kernel_canvas % 2 == 0 or cfg.kernel_canvas < largest:
         raise ValueError(f"kernel_canvas={cfg.kernel_canvas} must be odd and at least {largest} px, the largest "
-                         f"kernel max_blur={cfg.max_blur} makes")
+                         f"kernel max_blur={cfg.max_blur}, max_motion={cfg.max_motion} make")
 
 
 def train_estimator(cfg: Config) -> Path:

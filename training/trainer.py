@@ -78,7 +78,8 @@ def synthetic_samplers(cfg: Config) -> tuple[SyntheticPairs, SyntheticPairs]:
     log.info("%d training photos, %d validation photos", len(photos), len(val_photos))
     kw = dict(max_blur=cfg.max_blur, kernel_weights=cfg.kernel_weights, max_noise=cfg.max_noise,
               jpeg_prob=cfg.jpeg_prob)
-    train = SyntheticPairs(photos, cfg.crop, cfg.seed, scale_range=cfg.scale_range, realism=cfg.realism(), **kw)
+    train = SyntheticPairs(photos, cfg.crop, cfg.seed, scale_range=cfg.scale_range, realism=cfg.realism(),
+                           max_motion=cfg.max_motion, **kw)
     val_source = val_photos or photos
     if not val_photos:
         log.warning("no validation photos (too few files for val_fraction=%s): validating on training photos",

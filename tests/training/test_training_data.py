@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from training.config import Config
 from training.data import kernels
 from training.data.degrade import blur_linear, degrade
 from training.data.folders import DataError, is_validation, list_images, load_photos, split_photos
 from training.data.paired import PairedCrops, find_pairs
 from training.data.protocol import protocol_pair
 from training.data.synthesis import SyntheticPairs
+from training.trainer import synthetic_samplers
 
 
 @pytest.mark.parametrize("family", kernels.FAMILIES)
@@ -37,6 +39,28 @@ def test_kernels_are_reproducible_per_seed_and_differ_across_seeds() -> None:
     c = kernels.random_kernel(np.random.default_rng(4))[1]
     assert np.array_equal(a, b)
     assert a.shape != c.shape or not np.array_equal(a, c)
+
+
+def test_max_motion_widens_shake_and_streak_extents_only() -> None:
+    """0 keeps the historical cap (35 px: canvases ≤ 37), a larger max_motion reaches past it, and the
+    other families keep max_extent's caps."""
+    def canvases(max_motion: float, weights: tuple[float, ...]) -> list[int]:
+        rng = np.random.default_rng(11)
+        return [kernels.random_kernel(rng, 41, weights, max_motion)[1].shape[0] for _ in range(120)]
+
+    for motion_family in ((1, 0, 0, 0, 0), (0, 1, 0, 0, 0)):
+        assert max(canvases(0, motion_family)) <= 37
+        wide = canvases(55, motion_family)
+        assert max(wide) > 45 and max(wide) <= 57
+    blobs = (0, 0, 0, 1, 0)
+    assert canvases(55, blobs) == canvases(0, blobs)
+
+
+def test_max_motion_applies_to_training_samples_only(tiny_overrides: list[str]) -> None:
+    train, val = synthetic_samplers(Config.load(None, [*tiny_overrides, "max_motion=21"]))
+    assert (train.max_motion, val.max_motion) == (21, 0)
+    with pytest.raises(ValueError, match="'max_motion' is 0 .* or an extent of at least 3 px: 2.0 is neither"):
+        Config.load(None, [*tiny_overrides, "max_motion=2"])
 
 
 def test_line_kernel_spans_its_length() -> None:

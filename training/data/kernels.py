@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 FAMILIES = ("shake", "line", "defocus", "blob", "gaussian")
+MOTION_CAP = 35.0  # shake/streak extent cap (px) of the validation samples and of every run before max_motion
 DEFAULT_KERNEL_WEIGHTS = (0.4, 0.25, 0.1, 0.15, 0.1)  # how often each family is drawn (Config.kernel_weights)
 
 
@@ -124,13 +125,17 @@ def _recentre(kernel: np.ndarray) -> np.ndarray:
 
 
 def random_kernel(rng: np.random.Generator, max_extent: float = 41.0,
-                  weights: tuple[float, ...] = DEFAULT_KERNEL_WEIGHTS) -> tuple[str, np.ndarray]:
-    """One kernel from a random family, with sizes skewed toward large blur (what hurts photos most)."""
+                  weights: tuple[float, ...] = DEFAULT_KERNEL_WEIGHTS,
+                  max_motion: float = 0.0) -> tuple[str, np.ndarray]:
+    """One kernel from a random family, its extent uniform up to the family's cap: `max_motion` for
+    shake trajectories and straight streaks (0 = the historical min(35, max_extent)), `max_extent` or
+    less for the rest."""
+    motion = max_motion or min(MOTION_CAP, max_extent)
     family = FAMILIES[rng.choice(len(FAMILIES), p=np.asarray(weights) / np.sum(weights))]
     if family == "shake":
-        kernel = shake_kernel(rng, rng.uniform(3, min(35.0, max_extent)))
+        kernel = shake_kernel(rng, rng.uniform(3, motion))
     elif family == "line":
-        kernel = line_kernel(rng, rng.uniform(3, min(35.0, max_extent)))
+        kernel = line_kernel(rng, rng.uniform(3, motion))
     elif family == "defocus":
         kernel = defocus_kernel(rng, rng.uniform(2, min(21.0, max_extent)))
     elif family == "blob":

@@ -27,13 +27,14 @@ class SyntheticPairs:
     def __init__(self, photos: list[np.ndarray], crop: int, seed: int, max_blur: float = 41.0,
                  scale_range: tuple[float, float] = (0.5, 1.0), kernel_weights: Sequence[float] | None = None,
                  max_noise: float = 0.02, jpeg_prob: float = 0.25, augment: bool = True,
-                 realism: Realism = OFF) -> None:
+                 realism: Realism = OFF, max_motion: float = 0.0) -> None:
         if not photos:
             raise DataError("no usable photos left after skipping unreadable/too-small files")
         self.photos, self.crop, self.seed = photos, crop, seed
         self.max_blur, self.scale_range, self.augment = max_blur, scale_range, augment
         self.kernel_weights = tuple(kernel_weights or DEFAULT_KERNEL_WEIGHTS)
         self.max_noise, self.jpeg_prob, self.realism = max_noise, jpeg_prob, realism
+        self.max_motion = max_motion
 
     def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         blurred, sharp, _ = self.with_kernel(index)
@@ -46,7 +47,7 @@ class SyntheticPairs:
         rng = np.random.default_rng([self.seed, int(index)])
         steps = self.realism.draw(np.random.default_rng([self.seed, int(index), 1]))
         photo = self.photos[rng.integers(len(self.photos))]
-        _, kernel = random_kernel(rng, self.max_blur, self.kernel_weights)
+        _, kernel = random_kernel(rng, self.max_blur, self.kernel_weights, self.max_motion)
         if "offcentre" in steps.names:
             kernel = offcentre_kernel(kernel, *random_shift(steps.rng, self.realism.max_shift))
         region = self._region(photo, self.crop + kernel.shape[0] - 1, rng)
