@@ -26,6 +26,7 @@ import numpy as np
 from bench.common import Report, Table, base_parser, finish
 from service.deconvolution import DEFAULT_WEIGHT, wiener
 from service.engine import Engine
+from service.kernel_aware import HINT_CANVAS
 from service.kernel_estimation import (
     EDGE_FRACTION,
     centre_on_centroid,
@@ -40,7 +41,7 @@ from training.data.protocol import protocol_pair
 from training.evaluate import independent_photos, load_rgb
 from training.scoring import aligned_psnr
 
-CANVAS = 45
+CANVAS = HINT_CANVAS  # the service's estimate support, so the benchmark scores what the chain runs
 WIENER_WEIGHT = DEFAULT_WEIGHT
 Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (blurred, true kernel) -> kernel
 
