@@ -27,7 +27,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .contract import CHANNELS, DTYPE, INPUT_NAME, LAYOUT, NORMALISATION, ONNX_TYPE, OUTPUT_NAME, VALUE_RANGE, Meta
-from .kernel_aware import HINT_CHANNELS, HINT_NAME, Window, estimation_shape, hinted_input
+from .kernel_aware import HINT_CHANNELS, HINT_NAME, KernelOf, Window, estimate_kernel, estimation_shape, hinted_input
 from .tiling import TilePlan, reflect_indices, run_tiled
 
 log = logging.getLogger("deblur.engine")
@@ -256,13 +256,15 @@ class Engine:
     def plan(self, height: int, width: int) -> TilePlan:
         return TilePlan(height, width, self.tile_size, self.tile_overlap, self.info.size_multiple)
 
-    def deblur(self, rgb: np.ndarray, on_progress: Callable[[int], None] | None = None) -> DeblurResult:
-        """H×W×3 float32 in [0, 1] → deblurred H×W×3 float32 in [0, 1], via bounded tiles (service/tiling.py)."""
+    def deblur(self, rgb: np.ndarray, on_progress: Callable[[int], None] | None = None,
+               kernel_of: KernelOf = estimate_kernel) -> DeblurResult:
+        """H×W×3 float32 in [0, 1] → deblurred H×W×3 float32 in [0, 1], via bounded tiles (service/tiling.py).
+        A kernel-aware model's hint uses `kernel_of` as its estimator (the service's; benchmarks swap it)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an H×W×3 image, got shape {rgb.shape}")
         plan = self.plan(rgb.shape[0], rgb.shape[1])
-        out = run_tiled(self.model_input(rgb, on_progress), self.run, plan, self.tile_batch, on_progress,
-                        channels_out=3)
+        out = run_tiled(self.model_input(rgb, on_progress, kernel_of=kernel_of), self.run, plan, self.tile_batch,
+                        on_progress, channels_out=3)
         np.clip(out, 0.0, 1.0, out=out)
         return DeblurResult(out, self.tile_count(rgb.shape[0], rgb.shape[1]))
 
@@ -271,7 +273,7 @@ class Engine:
         return 0 if self.guide is None else HINT_CHANNELS
 
     def model_input(self, rgb: np.ndarray, on_progress: Callable[[int], None] | None = None,
-                    whole: bool = False) -> np.ndarray:
+                    whole: bool = False, kernel_of: KernelOf = estimate_kernel) -> np.ndarray:
         """The photo, or for a kernel-aware model the photo ⊕ its hint (guide → kernel → deconvolution)."""
         if self.guide is None:
             return rgb
@@ -279,7 +281,7 @@ class Engine:
 
         def guide_of(window: Window) -> np.ndarray:
             return guide.deblur_whole(rgb[window]) if whole else guide.deblur(rgb[window], on_progress).image
-        return hinted_input(rgb, guide_of)
+        return hinted_input(rgb, guide_of, kernel_of)
 
     def deblur_whole(self, rgb: np.ndarray) -> np.ndarray:
         """Reference path without tiling: reflect-pad to the size multiple, one call, crop, clip."""

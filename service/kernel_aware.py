@@ -27,6 +27,7 @@ REGION_STRIDE = 16  # px between the windows compared
 
 Window = tuple[slice, slice]
 GuideOf = Callable[[Window], np.ndarray]  # a window of the photo → the guide's output for that window
+KernelOf = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (the estimation region, the guide on it) → kernel
 
 
 def estimation_shape(height: int, width: int) -> tuple[int, int]:
@@ -51,15 +52,21 @@ def estimation_region(blurred: np.ndarray) -> Window:
     return slice(y, y + rows), slice(x, x + cols)
 
 
-def wiener_hint(blurred: np.ndarray, guide_of: GuideOf) -> tuple[np.ndarray, np.ndarray]:
+def estimate_kernel(region: np.ndarray, guide: np.ndarray) -> np.ndarray:
+    """The hint's blind estimate: `support_kernel` against the guide, cleaned into a PSF."""
+    return clean_kernel(support_kernel(region, guide, HINT_CANVAS))
+
+
+def wiener_hint(blurred: np.ndarray, guide_of: GuideOf, kernel_of: KernelOf = estimate_kernel
+                ) -> tuple[np.ndarray, np.ndarray]:
     """(Wiener deconvolution of the whole of `blurred`, the kernel estimated on its estimation region
-    against `guide_of(region)`); sRGB in and out."""
+    against `guide_of(region)`); sRGB in and out. `kernel_of` swaps the estimator (benchmarks do)."""
     window = estimation_region(blurred)
-    kernel = clean_kernel(support_kernel(blurred[window], guide_of(window), HINT_CANVAS))
+    kernel = kernel_of(blurred[window], guide_of(window))
     return wiener(blurred, kernel, HINT_WEIGHT, HINT_BOUNDARY_ITERATIONS), kernel
 
 
-def hinted_input(blurred: np.ndarray, guide_of: GuideOf) -> np.ndarray:
+def hinted_input(blurred: np.ndarray, guide_of: GuideOf, kernel_of: KernelOf = estimate_kernel) -> np.ndarray:
     """H×W×6 float32: the photo, then its hint clipped to [0, 1] (what a kernel-aware model reads)."""
-    hint, _ = wiener_hint(blurred, guide_of)
+    hint, _ = wiener_hint(blurred, guide_of, kernel_of)
     return np.concatenate([blurred, np.clip(hint, 0.0, 1.0)], -1).astype(np.float32)

@@ -14,8 +14,17 @@ from onnx import TensorProto, helper, numpy_helper
 from service_helpers import make_model, photo, png_bytes
 
 from service.app import create_app
+from service.deconvolution import wiener
 from service.engine import Engine, ModelError
-from service.kernel_aware import HINT_NAME, HINT_REGION, estimation_region, estimation_shape, wiener_hint
+from service.kernel_aware import (
+    HINT_BOUNDARY_ITERATIONS,
+    HINT_NAME,
+    HINT_REGION,
+    HINT_WEIGHT,
+    estimation_region,
+    estimation_shape,
+    wiener_hint,
+)
 from service.settings import Settings
 
 
@@ -67,6 +76,22 @@ def test_the_engine_refines_the_photo_beside_the_hint_made_from_its_guide(engine
     np.testing.assert_allclose(result.image, engine.deblur_whole(rgb), atol=1e-5)  # seam-free tiles
     plain = Engine(engine.guide.info.path, providers=["cpu"], tile_size=64, tile_overlap=16, threads=1)
     assert np.abs(result.image - plain.deblur(rgb).image).max() > 1e-3  # the hint really reaches the output
+
+
+def test_another_estimator_can_make_the_hint(engine: Engine) -> None:
+    """What benchmarks use to feed each estimator through the same chain."""
+    rgb = np.asarray(photo(90, 70), np.float32) / 255
+    streak = np.zeros((9, 9))
+    streak[4, 1:8] = 1 / 7
+    seen: list[tuple[int, ...]] = []
+
+    def kernel_of(region: np.ndarray, guide: np.ndarray) -> np.ndarray:
+        seen.append(region.shape + guide.shape)
+        return streak
+    hint = wiener(rgb, streak, HINT_WEIGHT, HINT_BOUNDARY_ITERATIONS)
+    np.testing.assert_allclose(engine.model_input(rgb, kernel_of=kernel_of)[..., 3:], np.clip(hint, 0, 1), atol=1e-6)
+    assert seen == [(70, 90, 3, 70, 90, 3)]
+    assert np.abs(engine.deblur(rgb, kernel_of=kernel_of).image - engine.deblur(rgb).image).max() > 1e-3
 
 
 def test_a_large_photo_runs_its_guide_on_the_estimation_region_only(engine: Engine) -> None:
