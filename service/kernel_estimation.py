@@ -165,12 +165,16 @@ def _largest_eigenvalue(apply: Callable[[np.ndarray], np.ndarray], size: int, it
 
 def support_kernel(blurred: np.ndarray, guide: np.ndarray, size: int, edge_fraction: float = EDGE_FRACTION,
                    ridge: float = SUPPORT_RIDGE, iterations: int = SUPPORT_ITERATIONS) -> np.ndarray:
-    """The non-negative size×size kernel mapping `guide`'s strongest gradients onto `blurred`'s (both sRGB).
+    """The non-negative size×size kernel mapping `guide`'s strongest gradients onto `blurred`'s (both sRGB)."""
+    return solve_support(*support_normal_equations(blurred, guide, size, edge_fraction), ridge, iterations)
 
-    Ridge-regularised least squares on the support under k ≥ 0, by projected FISTA steps from zero: the
-    non-negativity is what keeps noise out, and a step is one product with the normal matrix, done as a
-    small FFT convolution (an exact solve first would cost 20× the steps)."""
-    auto, rhs = support_normal_equations(blurred, guide, size, edge_fraction)
+
+def solve_support(auto: np.ndarray, rhs: np.ndarray, ridge: float = SUPPORT_RIDGE,
+                  iterations: int = SUPPORT_ITERATIONS) -> np.ndarray:
+    """Ridge-regularised least squares on the support under k ≥ 0, from `support_normal_equations`, by
+    projected FISTA steps from zero: the non-negativity is what keeps noise out, and a step is one product
+    with the normal matrix, done as a small FFT convolution (an exact solve first would cost 20× the steps)."""
+    size = rhs.shape[0]
     half = size // 2
     shift = ridge * max(float(auto[2 * half, 2 * half]), 1e-12)  # the diagonal is the lag-0 autocorrelation
     convolve = toeplitz_apply(auto, size)

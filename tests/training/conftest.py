@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -44,3 +46,16 @@ def tiny_overrides(photo_dir: Path, tmp_path: Path) -> list[str]:
     return [f"photos={photo_dir}", f"run_dir={tmp_path / 'run'}", "width=8", "enc_blocks=[1]", "mid_blocks=1",
             "dec_blocks=[1]", "crop=32", "batch=2", "val_images=2", "val_crop=32", "max_blur=9",
             "val_every=2", "ckpt_every=2", "warmup_steps=1", "disc_width=8", "val_fraction=0.2"]
+
+
+@pytest.fixture(scope="session")
+def identity_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A plain model of the contract that returns its input (a guide or a model whose output is known)."""
+    x = helper.make_tensor_value_info("blurry", TensorProto.FLOAT, ["N", "H", "W", 3])
+    y = helper.make_tensor_value_info("sharp", TensorProto.FLOAT, ["N", "H", "W", 3])
+    graph = helper.make_graph([helper.make_node("Identity", ["blurry"], ["sharp"])], "identity", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    helper.set_model_props(model, {"name": "identity", "version": "0", "size_multiple": "1"})
+    path = tmp_path_factory.mktemp("identity") / "identity.onnx"
+    onnx.save(model, path)
+    return path

@@ -11,7 +11,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
 
 from training import losses
 from training.config import Config
@@ -151,19 +150,10 @@ def test_export_cli_from_a_run_folder(tiny_generator: keras.Model, tmp_path: Pat
     assert export_main(["--run-dir", str(tmp_path / "missing")]) == 2
 
 
-def _identity_onnx(path: Path) -> Path:
-    x = helper.make_tensor_value_info("blurry", TensorProto.FLOAT, ["N", "H", "W", 3])
-    y = helper.make_tensor_value_info("sharp", TensorProto.FLOAT, ["N", "H", "W", 3])
-    graph = helper.make_graph([helper.make_node("Identity", ["blurry"], ["sharp"])], "identity", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
-    helper.set_model_props(model, {"name": "identity", "version": "0", "size_multiple": "1"})
-    onnx.save(model, path)
-    return path
-
-
-def test_eval_of_an_identity_model_equals_the_blurred_baseline(photo_dir: Path, tmp_path: Path) -> None:
+def test_eval_of_an_identity_model_equals_the_blurred_baseline(photo_dir: Path, identity_onnx: Path,
+                                                                tmp_path: Path) -> None:
     out = tmp_path / "eval"
-    code = eval_main(["--model", str(_identity_onnx(tmp_path / "id.onnx")), "--photos", str(photo_dir), "--all",
+    code = eval_main(["--model", str(identity_onnx), "--photos", str(photo_dir), "--all",
                       "--out", str(out), "--tile", "64", "--overlap", "16", "--real", str(photo_dir)])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -174,10 +164,10 @@ def test_eval_of_an_identity_model_equals_the_blurred_baseline(photo_dir: Path, 
     assert len(list(out.glob("*_blur-restored-sharp.png"))) == 12 and len(list(out.glob("real_*.png"))) == 12
 
 
-def test_eval_reports_bad_inputs_clearly(tmp_path: Path, capsys) -> None:
+def test_eval_reports_bad_inputs_clearly(identity_onnx: Path, tmp_path: Path, capsys) -> None:
     assert eval_main(["--model", str(tmp_path / "none.onnx")]) == 2
     assert "model file not found" in capsys.readouterr().err
-    assert eval_main(["--model", str(_identity_onnx(tmp_path / "id.onnx")), "--photos", str(tmp_path / "no")]) == 2
+    assert eval_main(["--model", str(identity_onnx), "--photos", str(tmp_path / "no")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 

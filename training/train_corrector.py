@@ -1,0 +1,156 @@
+"""`deblur-train-corrector`: train the kernel corrector (training/kernel_corrector.py) and export it to ONNX.
+
+    deblur-train-corrector --out runs/corrector1 [--samples 6000 --steps 3000]
+
+Samples come from the training split only: every seventh training photo is held out for this run's own
+validation, so neither validation protocol's photos are touched. Each sample is a synthetic blur of a
+random crop (the training generator's kernels, up to the canvas), the frozen guide's output on it, and
+the maps the service builds from the two (`correction_maps`). The maps are cached in the run folder, so a
+second run with other net settings skips the slow part. Writes samples-*.npz, log.csv (the loss over the
+last steps; validation kernel L1 of the corrected kernel beside the service's estimate's), config.json,
+corrector.weights.h5 and corrector.onnx (parity-checked against Keras).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from service.engine import Engine
+from service.kernel_aware import HINT_CANVAS
+from service.kernel_correction import LOG_FLOOR, LOG_SCALE, correction_maps
+from service.kernel_estimation import centre_on_centroid
+from training.data.folders import DataError, is_validation, list_images, load_photos
+from training.data.synthesis import SyntheticPairs
+from training.kernel_corrector import build_corrector, dihedral, kernel_l1, to_onnx
+
+log = logging.getLogger("deblur-train-corrector")
+FIELDS = ["step", "wall_s", "lr", "loss", "val_kernel_l1", "val_estimate_l1"]
+HELD_OUT_EVERY = 7  # every seventh training-split photo validates this run
+
+
+def make_samples(source: SyntheticPairs, guide: Engine, count: int, canvas: int, path: Path) -> dict[str, np.ndarray]:
+    """count × (maps, the true kernel centred on the canvas), cached at `path` (reused when it holds `count`)."""
+    if path.is_file():
+        with np.load(path) as cached:
+            if len(cached["kernels"]) == count:
+                return dict(cached)
+    maps, kernels, start = [], [], time.perf_counter()
+    for index in range(count):
+        blurred, _, kernel = source.with_kernel(index)
+        sample_maps, _ = correction_maps(blurred, guide.deblur(blurred).image, canvas)
+        maps.append(sample_maps)
+        kernels.append(centre_on_centroid(kernel.astype(np.float64), canvas).astype(np.float32))
+        if (index + 1) % 500 == 0:
+            log.info("%s: %d of %d samples (%.0f s)", path.name, index + 1, count, time.perf_counter() - start)
+    samples = {"maps": np.stack(maps), "kernels": np.stack(kernels)}
+    np.savez(path, **samples)
+    return samples
+
+
+def estimate_l1(samples: dict[str, np.ndarray], canvas: int) -> float:
+    """The service's own estimate (channel 0 holds its log) scored like the corrector."""
+    start = canvas // 2
+    estimate = np.exp((samples["maps"][:, start:start + canvas, start:start + canvas, 0] - 1) * LOG_SCALE) - LOG_FLOOR
+    return float(np.abs(np.clip(estimate, 0, None) - samples["kernels"]).sum((1, 2)).mean())
+
+
+def check_parity(corrector: keras.Model, model: onnx.ModelProto, maps: np.ndarray, tolerance: float = 1e-4) -> float:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: maps})[0]
+    error = float(np.abs(got - corrector.predict(maps, verbose=0)).max())
+    if error > tolerance:
+        raise RuntimeError(f"ONNX export differs from Keras by {error:.2e} (> {tolerance:g})")
+    return error
+
+
+def train(args: argparse.Namespace) -> Path:
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "config.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v
+                                                      for k, v in vars(args).items()}, indent=2) + "\n")
+    files = [p for p in list_images([args.photos]) if not is_validation(p, args.val_fraction)]
+    train_files = [p for i, p in enumerate(files) if i % HELD_OUT_EVERY != HELD_OUT_EVERY // 2]
+    val_files = [p for i, p in enumerate(files) if i % HELD_OUT_EVERY == HELD_OUT_EVERY // 2]
+    min_side = args.crop + args.canvas
+    (train_photos, _, _), (val_photos, _, _) = load_photos(train_files, min_side), load_photos(val_files, min_side)
+    if not train_photos or not val_photos:
+        raise DataError(f"{args.photos}: too few training photos of at least {min_side} px for a corrector")
+    guide = Engine(args.guide, providers=("cpu",), threads=1)
+    blur = dict(max_blur=args.canvas - 4.0, max_motion=args.canvas - 4.0)  # the kernel's canvas fits the support
+    val = make_samples(SyntheticPairs(val_photos, args.crop, args.seed + 1, augment=False, **blur), guide,
+                       args.val_samples, args.canvas, args.out / "samples-val.npz")
+    data = make_samples(SyntheticPairs(train_photos, args.crop, args.seed, **blur), guide, args.samples,
+                        args.canvas, args.out / "samples-train.npz")
+    corrector = build_corrector(args.canvas, args.width)
+    schedule = keras.optimizers.schedules.CosineDecay(args.lr, args.steps, alpha=0.02)
+    corrector.compile(keras.optimizers.AdamW(schedule, weight_decay=1e-4, clipnorm=1.0), loss=kernel_l1)
+    baseline = estimate_l1(val, args.canvas)
+    rng, losses, start = np.random.default_rng(args.seed), [], time.perf_counter()
+    with open(args.out / "log.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(FIELDS)
+        for step in range(1, args.steps + 1):
+            chosen = rng.integers(0, len(data["kernels"]), args.batch)
+            batch = dihedral(data["maps"][chosen], data["kernels"][chosen], rng)
+            losses.append(float(corrector.train_on_batch(*batch)))
+            if step % args.log_every == 0 or step == args.steps:
+                predicted = corrector.predict(val["maps"], batch_size=64, verbose=0)
+                val_l1 = float(np.abs(predicted - val["kernels"]).sum((1, 2)).mean())
+                writer.writerow([step, f"{time.perf_counter() - start:.1f}", f"{float(schedule(step)):.2e}",
+                                 f"{np.mean(losses[-args.log_every:]):.4f}", f"{val_l1:.4f}", f"{baseline:.4f}"])
+                handle.flush()
+                log.info("step %d: validation kernel L1 %.3f (the estimate: %.3f)", step, val_l1, baseline)
+                corrector.save_weights(args.out / "corrector.weights.h5")
+    model = to_onnx(corrector)
+    error = check_parity(corrector, model, val["maps"][:8])
+    onnx.save(model, args.out / "corrector.onnx")
+    log.info("wrote %s (parity max abs error %.2e)", args.out / "corrector.onnx", error)
+    return args.out / "corrector.onnx"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="deblur-train-corrector", description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, required=True, help="run folder (samples, log, weights, ONNX)")
+    p.add_argument("--photos", default="data/photos/train", help="photo folder; only its training split is used")
+    p.add_argument("--guide", type=Path, default=Path("models/deblur-generator.onnx"),
+                   help="the plain model whose output guides the estimate (the service's hint guide)")
+    p.add_argument("--val-fraction", type=float, default=0.12, help="the own protocol's held-out share (kept out)")
+    p.add_argument("--canvas", type=int, default=HINT_CANVAS, help="kernel support (px, odd)")
+    p.add_argument("--crop", type=int, default=384, help="side of each training crop (px)")
+    p.add_argument("--samples", type=int, default=6000)
+    p.add_argument("--val-samples", type=int, default=400)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--width", type=int, default=16, help="channels of every residual block")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--log-every", type=int, default=250)
+    p.add_argument("--seed", type=int, default=1234)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parser().parse_args(argv)
+    if args.canvas % 2 == 0 or args.canvas < 9:
+        print(f"deblur-train-corrector: --canvas must be odd and at least 9, got {args.canvas}", file=sys.stderr)
+        return 2
+    try:
+        train(args)
+    except DataError as error:
+        print(f"deblur-train-corrector: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
