@@ -1,6 +1,7 @@
 """Kernel-estimation benchmark (issue 15): every estimator scored the same way on both protocols.
 
-    python -m bench.kernel_estimation [--guide runs/estimator1/guide.onnx] [--limit N] [--markdown]
+    python -m bench.kernel_estimation [--guide runs/estimator1/guide.onnx] [--corrector runs/corrector1/corrector.onnx]
+                                      [--refiner runs/hinted1-18000/export/refiner.onnx] [--limit N] [--markdown]
     python -m bench.kernel_estimation --tune [--limit 16]   # how support_kernel's defaults were chosen
 
 For each case (own protocol: the training generator's kernels on a 512² crop of each held-out photo;
@@ -8,10 +9,14 @@ independent protocol: training/data/independent.py) and each estimator it report
 - kernel L1 to the true kernel, both centred on their centroids (0 = perfect, 2 = disjoint);
 - aligned PSNR gain (±6 px, training/scoring.py) of the same Wiener deconvolution
   (service/deconvolution.py, fixed weight) run with the estimate, beside the same run with the true kernel;
-- seconds per megapixel of the estimation alone (median over the cases, this machine).
+- seconds per megapixel of the estimation alone (median over the cases, this machine);
+- with `--refiner` (a kernel-aware model), the aligned gain of that model's whole chain with its hint made
+  from each estimate instead of its own (the estimate comes from the whole crop, not the chain's region):
+  the bake-off's "same deconvolution and refinement" for every estimator.
 Estimators: the true kernel (the ceiling), a 9×9 box (what "always guess the mean" earns), the shipped
 generator's output as guide with Cho & Lee's top-10 % gradient selection (the Fourier closed form, and
-the support-constrained non-negative least squares the service uses), and a trained guide network.
+the support-constrained non-negative least squares the service uses), a trained guide network, and a
+trained corrector of the service's estimate (service/kernel_correction.py).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from bench.common import Report, Table, base_parser, finish
 from service.deconvolution import DEFAULT_WEIGHT, wiener
 from service.engine import Engine
 from service.kernel_aware import HINT_CANVAS
+from service.kernel_correction import KernelCorrector
 from service.kernel_estimation import (
     EDGE_FRACTION,
     centre_on_centroid,
@@ -87,6 +93,12 @@ def guided(engine: Engine | LastGuide, edge_fraction: float, solver=least_square
     return estimate
 
 
+def corrected(engine: Engine, corrector: KernelCorrector) -> Estimator:
+    def estimate(blurred: np.ndarray, _truth: np.ndarray) -> np.ndarray:
+        return corrector(blurred, engine.deblur(blurred).image)
+    return estimate
+
+
 def tuning_grid(model: Path) -> dict[str, Estimator]:
     """support_kernel with the shipped guide at every (edge fraction, ridge) of the sweep."""
     guide = LastGuide(Engine(model, providers=("cpu",), threads=1))
@@ -95,7 +107,7 @@ def tuning_grid(model: Path) -> dict[str, Estimator]:
             for fraction in (0.03, 0.1, 0.3) for ridge in (0.1, 0.3, 1.0, 3.0)}
 
 
-def estimators(model: Path, guide: Path | None) -> dict[str, Estimator]:
+def estimators(model: Path, guide: Path | None, corrector: Path | None = None) -> dict[str, Estimator]:
     shipped = Engine(model, providers=("cpu",), threads=1)
     found: dict[str, Estimator] = {
         "true kernel (ceiling)": lambda b, k: k,
@@ -107,14 +119,24 @@ def estimators(model: Path, guide: Path | None) -> dict[str, Estimator]:
     if guide:
         learned = Engine(guide, providers=("cpu",), threads=1)
         found[f"learned guide ({guide.parent.name})"] = guided(learned, EDGE_FRACTION)
+    if corrector:
+        found[f"learned corrector ({corrector.parent.name}) of the service's estimate"] = corrected(
+            shipped, KernelCorrector(corrector))
     return found
 
 
-def score(cases, methods: dict[str, Estimator]) -> dict[str, dict[str, list[float]]]:
-    results = {name: {"l1": [], "gain": [], "true_gain": [], "s_per_mp": []} for name in methods}
+def chain_gain(refiner: Engine, blurred: np.ndarray, sharp: np.ndarray, kernel: np.ndarray, base: float) -> float:
+    restored = refiner.deblur(blurred, kernel_of=lambda _region, _guide: kernel).image
+    return aligned_psnr(restored, sharp)[0] - base
+
+
+def score(cases, methods: dict[str, Estimator], refiner: Engine | None = None) -> dict[str, dict[str, list[float]]]:
+    results = {name: {"l1": [], "gain": [], "true_gain": [], "s_per_mp": [], "chain": [], "true_chain": []}
+               for name in methods}
     for case, blurred, sharp, family, kernel in cases:
         base = aligned_psnr(blurred, sharp)[0]
         true_gain = aligned_psnr(wiener(blurred, kernel, WIENER_WEIGHT), sharp)[0] - base
+        true_chain = chain_gain(refiner, blurred, sharp, kernel, base) if refiner else float("nan")
         line = []
         for name, method in methods.items():
             start = time.perf_counter()
@@ -125,7 +147,9 @@ def score(cases, methods: dict[str, Estimator]) -> dict[str, dict[str, list[floa
             r["gain"].append(aligned_psnr(wiener(blurred, estimate, WIENER_WEIGHT), sharp)[0] - base)
             r["true_gain"].append(true_gain)
             r["s_per_mp"].append(seconds / (blurred.shape[0] * blurred.shape[1] / 1e6))
-            line.append(f"{r['l1'][-1]:.2f}/{r['gain'][-1]:+.2f}")
+            r["chain"].append(chain_gain(refiner, blurred, sharp, estimate, base) if refiner else float("nan"))
+            r["true_chain"].append(true_chain)
+            line.append(f"{r['l1'][-1]:.2f}/{r['gain'][-1]:+.2f}" + (f"/{r['chain'][-1]:+.2f}" if refiner else ""))
         print(f"{case[:36]:36s} {family:8s} {kernel.shape[0]:3d}px  " + "  ".join(line), flush=True)
     return results
 
@@ -134,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     p = base_parser("kernel_estimation", __doc__.splitlines()[0])
     p.add_argument("--guide", type=Path, help="a trained guide network (ONNX, e.g. a deblur-export of a "
                    "deblur-train-estimator run)")
+    p.add_argument("--corrector", type=Path, help="a trained kernel corrector (ONNX, from deblur-train-corrector)")
+    p.add_argument("--refiner", type=Path, help="a kernel-aware model: also score its chain fed each estimate")
     p.add_argument("--photos", default="data/photos/train", help="own protocol: held-out photos of this folder")
     p.add_argument("--independent", default="data/photos/independent", help="the independent protocol's photos")
     p.add_argument("--limit", type=int, default=0, help="at most N photos per protocol (0 = all)")
@@ -144,18 +170,23 @@ def main(argv: list[str] | None = None) -> int:
         methods = tuning_grid(args.model)
         protocols = {"training split": own_cases(args.photos, args.limit or 16, training_split=True)}
     else:
-        methods = estimators(args.model, args.guide)
+        methods = estimators(args.model, args.guide, args.corrector)
         protocols = {"own": own_cases(args.photos, args.limit),
                      "independent": independent_cases(independent_photos(args.independent, limit=args.limit))}
+    refiner = Engine(args.refiner, providers=("cpu",), threads=1) if args.refiner else None
+    chain_columns = ["chain gain, estimate (aligned dB)", "chain gain, true kernel", "chain worse than input"]
     table = Table(["protocol", "estimator", "cases", "kernel L1", "Wiener gain, estimate (aligned dB)",
-                   "Wiener gain, true kernel", "worse than input", "estimation s/MP"])
+                   "Wiener gain, true kernel", "worse than input", "estimation s/MP",
+                   *(chain_columns if refiner else [])])
     for protocol, cases in protocols.items():
-        for name, r in score(cases, methods).items():
+        for name, r in score(cases, methods, refiner).items():
+            chain = [float(np.mean(r["chain"])), float(np.mean(r["true_chain"])),
+                     int(np.sum(np.array(r["chain"]) < 0))] if refiner else []
             table.add(protocol, name, len(r["l1"]), float(np.mean(r["l1"])), float(np.mean(r["gain"])),
                       float(np.mean(r["true_gain"])), int(np.sum(np.array(r["gain"]) < 0)),
-                      float(np.median(r["s_per_mp"])))
-    body = (f"Wiener weight {WIENER_WEIGHT} (gradient prior, linear light), canvas {CANVAS} px, "
-            f"one thread.\n\n{table.markdown()}")
+                      float(np.median(r["s_per_mp"])), *chain)
+    body = (f"Wiener weight {WIENER_WEIGHT} (gradient prior, linear light), canvas {CANVAS} px, one thread"
+            + (f"; chain: {args.refiner}" if refiner else "") + f".\n\n{table.markdown()}")
     report = (Report("kernel_estimation_tune", "Kernel estimation: choosing support_kernel's settings on training "
                      "photos", body) if args.tune else
               Report("kernel_estimation", "Kernel estimation: every estimator, both protocols", body))

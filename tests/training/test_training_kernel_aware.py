@@ -160,6 +160,49 @@ def test_kernel_estimation_bench_scores_every_estimator(tmp_path: Path, make_pho
     assert len(sweep) == 12 and all("| 1 " in line for line in sweep)  # 3 edge fractions × 4 ridges
 
 
+def _half_photo_half_hint(folder: Path, guide: Path) -> Path:
+    """A kernel-aware model of the contract: out = (photo + hint) / 2, with `guide` copied beside it."""
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    shutil.copy(guide, folder / "guide.onnx")
+    weights = np.zeros((3, 6, 1, 1), np.float32)
+    for c in range(3):
+        weights[c, c] = weights[c, c + 3] = 0.5
+    nodes = [helper.make_node("Transpose", ["blurry"], ["x"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["x", "w"], ["y"]),
+             helper.make_node("Transpose", ["y"], ["sharp"], perm=[0, 2, 3, 1])]
+    graph = helper.make_graph(nodes, "half", [helper.make_tensor_value_info("blurry", TensorProto.FLOAT,
+                                                                            ["N", "H", "W", 6])],
+                              [helper.make_tensor_value_info("sharp", TensorProto.FLOAT, ["N", "H", "W", 3])],
+                              initializer=[numpy_helper.from_array(weights, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    helper.set_model_props(model, {"name": "half", "version": "0", "size_multiple": "1", "hint": "wiener",
+                                   "hint_guide": "guide.onnx"})
+    onnx.save(model, folder / "half.onnx")
+    return folder / "half.onnx"
+
+
+def test_kernel_estimation_bench_scores_a_corrector_and_each_estimate_through_a_chain(
+        tmp_path: Path, make_photo, identity_onnx: Path, capsys) -> None:
+    import onnx
+
+    from bench.kernel_estimation import main as bench_main
+    from training.kernel_corrector import build_corrector, to_onnx
+    own, independent = _photo_folders(tmp_path, make_photo)
+    onnx.save(to_onnx(build_corrector(15, width=2)), tmp_path / "corrector.onnx")
+    assert bench_main(["--photos", str(own), "--independent", str(independent), "--limit", "1",
+                       "--corrector", str(tmp_path / "corrector.onnx"),
+                       "--refiner", str(_half_photo_half_hint(tmp_path, identity_onnx))]) == 0
+    table = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| own")]
+    assert len(table) == 5 and any("learned corrector" in row[2] for row in table)
+    ceiling = next(row for row in table if "true kernel" in row[2])
+    assert ceiling[9].strip() == ceiling[10].strip()  # the chain fed the true kernel is the true-kernel chain
+    box = next(row for row in table if "box" in row[2])
+    assert float(box[9]) != float(ceiling[9])  # each estimate reaches the chain: a box is not the true kernel
+
+
 def test_deconvolution_bench_sweeps_and_times(tmp_path: Path, make_photo, capsys) -> None:
     from bench.deconvolution import main as bench_main
     own, _ = _photo_folders(tmp_path, make_photo)
