@@ -33,3 +33,4 @@ class Meta:
     ARCHITECTURE = "architecture"
     HINT = "hint"  # a kernel-aware model: the hint it reads beside the photo (service/kernel_aware.py)
     HINT_GUIDE = "hint_guide"  # … and the file name of the plain model that guides that hint
+    HINT_CORRECTOR = "hint_corrector"  # … and, for the corrected hint, the kernel corrector's file name

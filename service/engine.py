@@ -27,7 +27,17 @@ import numpy as np
 import onnxruntime as ort
 
 from .contract import CHANNELS, DTYPE, INPUT_NAME, LAYOUT, NORMALISATION, ONNX_TYPE, OUTPUT_NAME, VALUE_RANGE, Meta
-from .kernel_aware import HINT_CHANNELS, HINT_NAME, KernelOf, Window, estimate_kernel, estimation_shape, hinted_input
+from .kernel_aware import (
+    CORRECTED_HINT_NAME,
+    HINT_CHANNELS,
+    HINT_NAMES,
+    KernelOf,
+    Window,
+    estimate_kernel,
+    estimation_shape,
+    hinted_input,
+)
+from .kernel_correction import KernelCorrector
 from .tiling import TilePlan, reflect_indices, run_tiled
 
 log = logging.getLogger("deblur.engine")
@@ -160,6 +170,8 @@ class Engine:
         # kernel is estimated against a plain model's output: that guide is a second Engine.
         self.guide = self._load_guide(path, meta, providers=providers, tile_size=tile_size, tile_overlap=tile_overlap,
                                       tile_batch=tile_batch, threads=threads, warmup=warmup)
+        self.corrector = self._load_corrector(path, meta)
+        self.kernel_of: KernelOf = self.corrector or estimate_kernel  # the hint's estimator
         self.provider: str = self.session.get_providers()[0]
         if "cuda" in self.providers_requested and self.provider != PROVIDER_NAMES["cuda"]:
             log.warning(
@@ -181,8 +193,9 @@ class Engine:
         hint = meta.get(Meta.HINT)
         if not hint:
             return None
-        if hint != HINT_NAME:
-            raise ModelError(f"{path}: metadata hint {hint!r} is not one this service makes (only {HINT_NAME!r})")
+        if hint not in HINT_NAMES:
+            raise ModelError(f"{path}: metadata hint {hint!r} is not one this service makes "
+                             f"({' or '.join(map(repr, HINT_NAMES))})")
         named = meta.get(Meta.HINT_GUIDE, "")
         guide = path.parent / named
         if not named or not guide.is_file() or guide.resolve() == path.resolve():
@@ -191,6 +204,21 @@ class Engine:
         if engine.guide is not None:
             raise ModelError(f"{path}: its guide {guide.name} needs a guide itself; a guide must be a plain model")
         return engine
+
+    @staticmethod
+    def _load_corrector(path: Path, meta: dict[str, str]) -> KernelCorrector | None:
+        hint, named = meta.get(Meta.HINT), meta.get(Meta.HINT_CORRECTOR, "")
+        if hint != CORRECTED_HINT_NAME:
+            if named:
+                raise ModelError(f"{path}: names a kernel corrector ({named!r}) but its hint {hint!r} reads none")
+            return None
+        corrector = path.parent / named
+        if not named or not corrector.is_file() or corrector.resolve() == path.resolve():
+            raise ModelError(f"{path}: its kernel corrector {named!r} must be another file beside it")
+        try:
+            return KernelCorrector(corrector)
+        except ValueError as exc:
+            raise ModelError(f"{path}: {exc}") from None
 
     def tile_count(self, height: int, width: int) -> int:
         """Tiles an image of this size costs in all, the guide's pass included (what `on_progress` counts to)."""
@@ -257,9 +285,9 @@ class Engine:
         return TilePlan(height, width, self.tile_size, self.tile_overlap, self.info.size_multiple)
 
     def deblur(self, rgb: np.ndarray, on_progress: Callable[[int], None] | None = None,
-               kernel_of: KernelOf = estimate_kernel) -> DeblurResult:
+               kernel_of: KernelOf | None = None) -> DeblurResult:
         """H×W×3 float32 in [0, 1] → deblurred H×W×3 float32 in [0, 1], via bounded tiles (service/tiling.py).
-        A kernel-aware model's hint uses `kernel_of` as its estimator (the service's; benchmarks swap it)."""
+        A kernel-aware model's hint uses `kernel_of` as its estimator (default its own; benchmarks swap it)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an H×W×3 image, got shape {rgb.shape}")
         plan = self.plan(rgb.shape[0], rgb.shape[1])
@@ -273,7 +301,7 @@ class Engine:
         return 0 if self.guide is None else HINT_CHANNELS
 
     def model_input(self, rgb: np.ndarray, on_progress: Callable[[int], None] | None = None,
-                    whole: bool = False, kernel_of: KernelOf = estimate_kernel) -> np.ndarray:
+                    whole: bool = False, kernel_of: KernelOf | None = None) -> np.ndarray:
         """The photo, or for a kernel-aware model the photo ⊕ its hint (guide → kernel → deconvolution)."""
         if self.guide is None:
             return rgb
@@ -281,7 +309,7 @@ class Engine:
 
         def guide_of(window: Window) -> np.ndarray:
             return guide.deblur_whole(rgb[window]) if whole else guide.deblur(rgb[window], on_progress).image
-        return hinted_input(rgb, guide_of, kernel_of)
+        return hinted_input(rgb, guide_of, kernel_of or self.kernel_of)
 
     def deblur_whole(self, rgb: np.ndarray) -> np.ndarray:
         """Reference path without tiling: reflect-pad to the size multiple, one call, crop, clip."""
@@ -316,9 +344,11 @@ class Engine:
                 "size_multiple": i.size_multiple,
             },
             "kernel_aware": None if self.guide is None else {
-                "hint": HINT_NAME,
+                "hint": i.metadata.get(Meta.HINT),
                 "guide": {"name": self.guide.info.name, "version": self.guide.info.version,
                           "sha256": self.guide.info.sha256},
+                "corrector": None if self.corrector is None else {"file": self.corrector.path.name,
+                                                                  "canvas": self.corrector.canvas},
             },
             "metadata": i.metadata,
         }

@@ -15,6 +15,8 @@ from .deconvolution import wiener
 from .kernel_estimation import clean_kernel, forward_gradients, luminance_linear, support_kernel
 
 HINT_NAME = "wiener"  # metadata `hint` of a model trained on this hint; changing the settings below renames it
+CORRECTED_HINT_NAME = "wiener-corrected"  # the same hint, its kernel corrected by a net (service/kernel_correction.py)
+HINT_NAMES = (HINT_NAME, CORRECTED_HINT_NAME)
 HINT_CHANNELS = 3  # the deconvolution, sRGB, stacked after the photo's 3 channels
 HINT_CANVAS = 45  # the estimate's square support (px): holds the training generator's 41 px blur
 HINT_WEIGHT = 0.03  # Wiener gradient-prior weight (bench.deconvolution's choice)

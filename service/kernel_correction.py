@@ -77,7 +77,12 @@ class KernelCorrector:
     def __init__(self, path: Path, threads: int = 1) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own classes for a missing, truncated or invalid file
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"cannot load kernel corrector {path}: {first}") from None
+        self.path = Path(path)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         shape = inputs[0].shape if len(inputs) == 1 else None
         if (shape is None or len(shape) != 4 or not isinstance(shape[1], int) or shape[1] != shape[2]

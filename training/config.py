@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.kernel_aware import HINT_NAME
+from service.kernel_aware import CORRECTED_HINT_NAME, HINT_NAMES
 from training.data.kernels import DEFAULT_KERNEL_WEIGHTS
 from training.data.realism import Realism
 
@@ -18,7 +18,7 @@ CHOICES = {
     "discriminator": ("patchgan", "multiscale"),
     "adversarial": ("ralsgan", "wgan-gp"),
     "precision": ("float32", "mixed_bfloat16"),
-    "hint": ("", HINT_NAME),  # "" = a plain net; else the service's hint the net reads beside the photo
+    "hint": ("", *HINT_NAMES),  # "" = a plain net; else the service's hint the net reads beside the photo
 }
 PROBABILITIES = ("saturation_prob", "tone_curve_prob", "nonuniform_blur_prob", "offcentre_prob")
 
@@ -58,6 +58,7 @@ class Config:
     discriminator: str = "patchgan"             # patchgan | multiscale
     hint: str = ""                              # "" | wiener: the refiner's extra input (docs/kernel-aware.md)
     hint_guide: str = "models/deblur-generator.onnx"  # the ONNX model whose output guides the hint's kernel estimate
+    hint_corrector: str = ""                    # wiener-corrected: the kernel corrector (deblur-train-corrector's ONNX)
     kernel_canvas: int = 45                     # kernel estimator's square canvas (px, odd; holds max_blur + 2)
     guide_content_weight: float = 10.0          # kernel estimator: Charbonnier of the guide vs sharp, beside the kernel
     disc_width: int = 32
@@ -115,6 +116,9 @@ class Config:
         if cfg.max_motion != 0 and not cfg.max_motion >= 3:
             raise ValueError(f"config key 'max_motion' is 0 (validation's cap) or an extent of at least 3 px: "
                              f"{cfg.max_motion!r} is neither")
+        if (cfg.hint == CORRECTED_HINT_NAME) != bool(cfg.hint_corrector):
+            raise ValueError(f"hint {CORRECTED_HINT_NAME!r} and hint_corrector go together: hint is {cfg.hint!r}, "
+                             f"hint_corrector is {cfg.hint_corrector!r}")
         if cfg.offcentre_prob > 0 and cfg.offcentre_max_shift == 0:
             raise ValueError(f"offcentre_prob {cfg.offcentre_prob} shifts kernels by up to offcentre_max_shift px, "
                              "which is 0: set it to 1 or more")

@@ -104,17 +104,25 @@ def export_generator(generator: keras.Model, out: Path, metadata: dict[str, str]
     return error
 
 
-def place_guide(guide: Path, out: Path, hint: str) -> dict[str, str]:
-    """Copy a hinted model's guide beside `out` (the service finds it there) → the metadata naming it."""
-    if not guide.is_file():
-        raise ValueError(f"guide model {guide} does not exist")
-    target = out.parent / guide.name
+def place_beside(file: Path, out: Path, role: str) -> str:
+    """Copy a hinted model's guide or corrector beside `out` (the service finds it there) → its file name."""
+    if not file.is_file():
+        raise ValueError(f"{role} {file} does not exist")
+    target = out.parent / file.name
     if target.resolve() == out.resolve():
-        raise ValueError(f"the guide {guide} would be overwritten by --out {out}: give --out another file name")
-    if target.resolve() != guide.resolve():
+        raise ValueError(f"the {role} {file} would be overwritten by --out {out}: give --out another file name")
+    if target.resolve() != file.resolve():
         out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(guide, target)
-    return {Meta.HINT: hint, Meta.HINT_GUIDE: guide.name}
+        shutil.copyfile(file, target)
+    return file.name
+
+
+def hint_metadata(cfg: Config, out: Path, guide: Path) -> dict[str, str]:
+    """The hint's metadata keys, with the files they name copied beside `out`."""
+    metadata = {Meta.HINT: cfg.hint, Meta.HINT_GUIDE: place_beside(guide, out, "guide model")}
+    if cfg.hint_corrector:
+        metadata[Meta.HINT_CORRECTOR] = place_beside(Path(cfg.hint_corrector), out, "kernel corrector")
+    return metadata
 
 
 def load_generator(config: Path, weights: Path) -> tuple[keras.Model, Config]:
@@ -161,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         metadata[Meta.METRICS] = json.dumps(json.loads(args.metrics.read_text()))
     if cfg.hint:
         try:
-            metadata.update(place_guide(Path(args.guide or cfg.hint_guide), args.out, cfg.hint))
+            metadata.update(hint_metadata(cfg, args.out, Path(args.guide or cfg.hint_guide)))
         except ValueError as exc:
             print(f"deblur-export: {exc}", file=sys.stderr)
             return 2

@@ -16,6 +16,8 @@ import keras
 import tensorflow as tf
 
 from service.engine import Engine
+from service.kernel_aware import estimate_kernel
+from service.kernel_correction import KernelCorrector
 from training import checkpoint
 from training.config import Config
 from training.data.folders import DataError, split_photos
@@ -47,7 +49,8 @@ def build_data(cfg: Config):
         train, val = synthetic_samplers(cfg)
     if cfg.hint:
         guide = Engine(cfg.hint_guide, providers=("cpu",), threads=1)
-        train, val = HintedPairs(train, guide), HintedPairs(val, guide)
+        kernel_of = KernelCorrector(Path(cfg.hint_corrector)) if cfg.hint_corrector else estimate_kernel
+        train, val = HintedPairs(train, guide, kernel_of), HintedPairs(val, guide, kernel_of)
     return train, fixed_set(val, cfg.val_images)
 
 

@@ -17,6 +17,7 @@ from service.app import create_app
 from service.deconvolution import wiener
 from service.engine import Engine, ModelError
 from service.kernel_aware import (
+    CORRECTED_HINT_NAME,
     HINT_BOUNDARY_ITERATIONS,
     HINT_NAME,
     HINT_REGION,
@@ -25,10 +26,11 @@ from service.kernel_aware import (
     estimation_shape,
     wiener_hint,
 )
+from service.kernel_correction import LOG_SCALE
 from service.settings import Settings
 
 
-def hinted_model(path: Path, guide: str, hint: str = HINT_NAME, channels: int = 6) -> Path:
+def hinted_model(path: Path, guide: str, hint: str = HINT_NAME, channels: int = 6, corrector: str = "") -> Path:
     """A 3×3 conv from photo ⊕ hint to RGB: half the photo, half the hint, a little mixing (radius 1)."""
     rng = np.random.default_rng(3)
     w = rng.normal(0.0, 0.02, size=(3, channels, 3, 3)).astype(np.float32)
@@ -45,7 +47,7 @@ def hinted_model(path: Path, guide: str, hint: str = HINT_NAME, channels: int = 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     for key, value in {"size_multiple": "8", "name": "hinted-test", "version": "h1", "hint": hint,
-                       "hint_guide": guide}.items():
+                       "hint_guide": guide, **({"hint_corrector": corrector} if corrector else {})}.items():
         model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(path))
     return path
@@ -118,6 +120,60 @@ def test_deblur_over_http_counts_both_stages(engine: Engine) -> None:
         r = client.post("/deblur", files={"file": ("p.png", png_bytes(photo(90, 60)), "image/png")})
         assert r.status_code == 200 and int(r.headers["x-tiles"]) == engine.tile_count(60, 90)
         assert client.get("/model").json()["kernel_aware"]["guide"]["name"] == "guide-test"
+
+
+def corrector_model(path: Path, canvas: int = 15) -> Path:
+    """A kernel corrector of the contract that returns its estimate channel's centre, un-logged."""
+    grid = 2 * canvas - 1
+    start, stop = numpy_helper.from_array(np.array([canvas // 2, canvas // 2, 0], np.int64), "start"), \
+        numpy_helper.from_array(np.array([canvas // 2 + canvas, canvas // 2 + canvas, 1], np.int64), "stop")
+    axes = numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes")
+    squeeze = numpy_helper.from_array(np.array([3], np.int64), "squeeze")
+    scale = numpy_helper.from_array(np.array(LOG_SCALE, np.float32), "scale")
+    one = numpy_helper.from_array(np.array(1.0, np.float32), "one")
+    nodes = [helper.make_node("Slice", ["maps", "start", "stop", "axes"], ["centre"]),
+             helper.make_node("Squeeze", ["centre", "squeeze"], ["logged"]),
+             helper.make_node("Sub", ["logged", "one"], ["shifted"]),
+             helper.make_node("Mul", ["shifted", "scale"], ["log_kernel"]),
+             helper.make_node("Exp", ["log_kernel"], ["kernel"])]
+    graph = helper.make_graph(nodes, "corrector", [helper.make_tensor_value_info("maps", TensorProto.FLOAT,
+                                                                                 ["N", grid, grid, 4])],
+                              [helper.make_tensor_value_info("kernel", TensorProto.FLOAT, ["N", canvas, canvas])],
+                              initializer=[start, stop, axes, squeeze, scale, one])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+def test_a_corrected_hint_makes_its_kernel_with_the_corrector_beside_it(folder: Path, tmp_path: Path) -> None:
+    shutil.copy(folder / "guide.onnx", tmp_path / "guide.onnx")
+    corrector_model(tmp_path / "corrector.onnx")
+    model = hinted_model(tmp_path / "model.onnx", "guide.onnx", CORRECTED_HINT_NAME, corrector="corrector.onnx")
+    engine = Engine(model, providers=["cpu"], tile_size=64, tile_overlap=16, threads=1)
+    assert engine.describe()["kernel_aware"]["hint"] == CORRECTED_HINT_NAME
+    assert engine.describe()["kernel_aware"]["corrector"] == {"file": "corrector.onnx", "canvas": 15}
+    rgb = np.asarray(photo(100, 80), np.float32) / 255
+    hint, kernel = wiener_hint(rgb, lambda window: engine.guide.deblur(rgb[window]).image, engine.corrector)
+    assert kernel.shape == (15, 15)  # the corrector's canvas, not the service estimate's 45
+    np.testing.assert_allclose(engine.model_input(rgb)[..., 3:], np.clip(hint, 0, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("corrector-missing", "its kernel corrector 'absent.onnx' must be another file beside it"),
+    ("corrector-without-its-hint", "names a kernel corrector"),
+    ("corrector-is-not-one", "not a kernel corrector"),
+])
+def test_a_broken_corrector_is_one_clear_model_error(folder: Path, tmp_path: Path, case: str, message: str) -> None:
+    shutil.copy(folder / "guide.onnx", tmp_path / "guide.onnx")
+    corrector_model(tmp_path / "corrector.onnx")
+    path = tmp_path / "model.onnx"
+    if case == "corrector-missing":
+        hinted_model(path, "guide.onnx", CORRECTED_HINT_NAME, corrector="absent.onnx")
+    elif case == "corrector-without-its-hint":
+        hinted_model(path, "guide.onnx", HINT_NAME, corrector="corrector.onnx")
+    else:
+        hinted_model(path, "guide.onnx", CORRECTED_HINT_NAME, corrector="guide.onnx")
+    with pytest.raises(ModelError, match=message):
+        Engine(path, providers=["cpu"], threads=1)
 
 
 @pytest.mark.parametrize(("case", "message"), [

@@ -120,15 +120,13 @@ def test_hinted_net_starts_as_the_plain_net(tiny_overrides: list[str]) -> None:
         build_generator(dataclasses.replace(cfg, hint="wiener", generator="resnet"))
 
 
-def test_a_hinted_run_trains_on_the_service_hint_from_plain_weights(tiny_overrides: list[str],
+def test_a_hinted_run_trains_on_the_service_hint_from_plain_weights(tiny_overrides: list[str], identity_onnx: Path,
                                                                     tmp_path: Path) -> None:
-    from test_training_models import _identity_onnx
-
     from training.config import Config
     from training.trainer import train
     plain = Config.load(None, [*tiny_overrides, "steps=2", f"run_dir={tmp_path / 'plain'}"])
     weights = train(plain) / "generator.weights.h5"
-    guide = _identity_onnx(tmp_path / "guide.onnx")
+    guide = identity_onnx
     overrides = [*tiny_overrides, "steps=4", "hint=wiener", f"hint_guide={guide}", f"init_weights={weights}",
                  "crop=48", "val_crop=48"]
     run_dir = train(Config.load(None, overrides))
@@ -145,3 +143,29 @@ def test_a_hinted_run_trains_on_the_service_hint_from_plain_weights(tiny_overrid
     initialise_generator(resumed, later)  # a hinted run's own file: loaded as is, hint stem included
     assert all(np.array_equal(a, b) for a, b in zip(resumed.get_weights(), saved.get_weights(), strict=True))
     assert np.abs(resumed.get_layer("hint_stem").get_weights()[0]).max() > 0
+
+
+def test_a_corrected_hint_run_trains_exports_and_serves_with_its_corrector(tiny_overrides: list[str],
+                                                                           identity_onnx: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from service.engine import Engine
+    from service.kernel_correction import KernelCorrector
+    from training.config import Config
+    from training.export import main as export_main
+    from training.kernel_corrector import build_corrector, to_onnx
+    from training.trainer import train
+    corrector = tmp_path / "corrector.onnx"
+    onnx.save(to_onnx(build_corrector(15, width=2)), corrector)
+    with pytest.raises(ValueError, match="go together"):
+        Config.load(None, [*tiny_overrides, "hint=wiener-corrected"])
+    overrides = [*tiny_overrides, "steps=2", "hint=wiener-corrected", f"hint_guide={identity_onnx}",
+                 f"hint_corrector={corrector}", "crop=48", "val_crop=48", f"run_dir={tmp_path / 'run'}"]
+    run_dir = train(Config.load(None, overrides))
+    out = tmp_path / "export" / "refiner.onnx"
+    assert export_main(["--run-dir", str(run_dir), "--out", str(out)]) == 0
+    engine = Engine(out, providers=["cpu"], tile_size=64, tile_overlap=16, threads=1)
+    assert isinstance(engine.corrector, KernelCorrector) and engine.corrector.path == out.parent / "corrector.onnx"
+    assert engine.describe()["kernel_aware"]["corrector"] == {"file": "corrector.onnx", "canvas": 15}
+    rgb = np.random.default_rng(4).random((70, 90, 3)).astype(np.float32)
+    assert engine.deblur(rgb).image.shape == rgb.shape

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from service.engine import Engine
-from service.kernel_aware import hinted_input
+from service.kernel_aware import KernelOf, estimate_kernel, hinted_input
 
 Sampler = Callable[[int], tuple[np.ndarray, np.ndarray]]
 
@@ -20,9 +20,9 @@ Sampler = Callable[[int], tuple[np.ndarray, np.ndarray]]
 class HintedPairs:
     """Index → (H×W×6 blurred and hint, H×W×3 sharp), float32 in [0, 1]; deterministic like its sampler."""
 
-    def __init__(self, sampler: Sampler, guide: Engine) -> None:
-        self.sampler, self.guide = sampler, guide
+    def __init__(self, sampler: Sampler, guide: Engine, kernel_of: KernelOf = estimate_kernel) -> None:
+        self.sampler, self.guide, self.kernel_of = sampler, guide, kernel_of
 
     def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         blurred, sharp = self.sampler(index)
-        return hinted_input(blurred, lambda window: self.guide.deblur(blurred[window]).image), sharp
+        return hinted_input(blurred, lambda window: self.guide.deblur(blurred[window]).image, self.kernel_of), sharp
