@@ -14,8 +14,7 @@ from pathlib import Path
 from bench.common import SIZES, Report, Table, base_parser, finish, interleaved, synthetic_photo
 from service.deconvolution import wiener
 from service.engine import Engine
-from service.kernel_aware import HINT_BOUNDARY_ITERATIONS, HINT_CANVAS, HINT_WEIGHT, estimation_region
-from service.kernel_estimation import clean_kernel, support_kernel
+from service.kernel_aware import HINT_BOUNDARY_ITERATIONS, HINT_WEIGHT, estimation_region
 from service.tiling import run_tiled
 
 
@@ -32,15 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     rgb = synthetic_photo(height, width)
     region = rgb[estimation_region(rgb)]
     guide = chain.guide.deblur(region).image
-    kernel = clean_kernel(support_kernel(region, guide, HINT_CANVAS))
+    kernel = chain.kernel_of(region, guide)
     stacked = chain.model_input(rgb)
     plan = chain.plan(height, width)
     stages = {
         "plain model (Engine.deblur)": lambda: plain.deblur(rgb),
         "kernel-aware chain (Engine.deblur)": lambda: chain.deblur(rgb),
         "  1 guide on the estimation region (tiled)": lambda: chain.guide.deblur(region),
-        "  2 kernel estimate (estimation_region, support_kernel)":
-            lambda: support_kernel(rgb[estimation_region(rgb)], guide, HINT_CANVAS),
+        "  2 kernel estimate (estimation_region, support_kernel" + (", corrector)" if chain.corrector else ")"):
+            lambda: chain.kernel_of(rgb[estimation_region(rgb)], guide),
         "  3 Wiener hint": lambda: wiener(rgb, kernel, HINT_WEIGHT, HINT_BOUNDARY_ITERATIONS),
         "  4 refiner (tiled, 6 channels)": lambda: run_tiled(stacked, chain.run, plan, chain.tile_batch,
                                                               channels_out=3),

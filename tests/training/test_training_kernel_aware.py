@@ -114,9 +114,8 @@ def test_estimator_training_learns_logs_and_resumes(photo_dir: Path, tiny_overri
     assert estimator_main(["--set", *tiny_overrides, "kernel_canvas=5", "max_blur=9"]) == 2  # 11 px kernels
 
 
-def test_eval_runs_the_independent_protocol_with_aligned_and_oracle_columns(tmp_path: Path, make_photo) -> None:
-    from test_training_models import _identity_onnx
-
+def test_eval_runs_the_independent_protocol_with_aligned_and_oracle_columns(tmp_path: Path, make_photo,
+                                                                           identity_onnx: Path) -> None:
     from training.evaluate import main as eval_main
     photos = tmp_path / "independent"
     photos.mkdir()
@@ -124,7 +123,7 @@ def test_eval_runs_the_independent_protocol_with_aligned_and_oracle_columns(tmp_
     for i in range(2):
         Image.fromarray(make_photo(rng, 300, 340)).save(photos / f"p{i}.png")
     out = tmp_path / "eval"
-    assert eval_main(["--model", str(_identity_onnx(tmp_path / "id.onnx")), "--protocol", "independent",
+    assert eval_main(["--model", str(identity_onnx), "--protocol", "independent",
                       "--photos", str(photos), "--out", str(out), "--tile", "64", "--overlap", "16"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == 2 and summary["mean_aligned_gain_db"] == pytest.approx(0, abs=1e-9)

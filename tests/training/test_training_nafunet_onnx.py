@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import shutil
 from pathlib import Path
 
 import keras
@@ -79,9 +80,8 @@ def test_other_generators_are_not_taken_for_the_nafunet() -> None:
     assert not is_nafunet(resnet)
 
 
-def test_a_hinted_net_exports_with_its_guide_and_the_service_serves_it(tmp_path: Path, capsys) -> None:
-    from test_training_models import _identity_onnx
-
+def test_a_hinted_net_exports_with_its_guide_and_the_service_serves_it(identity_onnx: Path, tmp_path: Path,
+                                                                      capsys) -> None:
     from service.engine import Engine
     hinted = _randomised([*TINY, "hint=wiener"])
     model = nafunet_to_onnx(hinted)
@@ -89,7 +89,7 @@ def test_a_hinted_net_exports_with_its_guide_and_the_service_serves_it(tmp_path:
     assert check_parity(lambda x: hinted(x).numpy(), model, tolerance=1e-4) < 1e-4
     run = tmp_path / "run"
     run.mkdir()
-    guide = _identity_onnx(tmp_path / "guide.onnx")
+    guide = Path(shutil.copyfile(identity_onnx, tmp_path / "guide.onnx"))
     (run / "config.json").write_text(Config.load(None, [*TINY, "hint=wiener", f"hint_guide={guide}"]).to_json())
     hinted.save_weights(run / "generator.weights.h5")
     out = tmp_path / "served" / "refiner.onnx"
