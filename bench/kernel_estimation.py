@@ -1,7 +1,8 @@
 """Kernel-estimation benchmark (issue 15): every estimator scored the same way on both protocols.
 
     python -m bench.kernel_estimation [--guide runs/estimator1/guide.onnx] [--corrector runs/corrector1/corrector.onnx]
-                                      [--refiner runs/hinted1-18000/export/refiner.onnx] [--limit N] [--markdown]
+                                      [--spectral] [--refiner runs/hinted1-18000/export/refiner.onnx] [--limit N]
+                                      [--markdown]
     python -m bench.kernel_estimation --tune [--limit 16]   # how support_kernel's defaults were chosen
 
 For each case (own protocol: the training generator's kernels on a 512² crop of each held-out photo;
@@ -15,8 +16,9 @@ independent protocol: training/data/independent.py) and each estimator it report
   the bake-off's "same deconvolution and refinement" for every estimator.
 Estimators: the true kernel (the ceiling), a 9×9 box (what "always guess the mean" earns), the shipped
 generator's output as guide with Cho & Lee's top-10 % gradient selection (the Fourier closed form, and
-the support-constrained non-negative least squares the service uses), a trained guide network, and a
-trained corrector of the service's estimate (service/kernel_correction.py).
+the support-constrained non-negative least squares the service uses), a trained guide network, a
+trained corrector of the service's estimate (service/kernel_correction.py), and the spectral estimate
+with phase retrieval (bench/spectral_kernel.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import Report, Table, base_parser, finish
+from bench.spectral_kernel import spectral_kernel
 from service.deconvolution import DEFAULT_WEIGHT, wiener
 from service.engine import Engine
 from service.kernel_aware import HINT_CANVAS
@@ -99,6 +102,12 @@ def corrected(engine: Engine, corrector: KernelCorrector) -> Estimator:
     return estimate
 
 
+def spectral(engine: Engine) -> Estimator:
+    def estimate(blurred: np.ndarray, _truth: np.ndarray) -> np.ndarray:
+        return spectral_kernel(blurred, engine.deblur(blurred).image, CANVAS)
+    return estimate
+
+
 def tuning_grid(model: Path) -> dict[str, Estimator]:
     """support_kernel with the shipped guide at every (edge fraction, ridge) of the sweep."""
     guide = LastGuide(Engine(model, providers=("cpu",), threads=1))
@@ -107,7 +116,8 @@ def tuning_grid(model: Path) -> dict[str, Estimator]:
             for fraction in (0.03, 0.1, 0.3) for ridge in (0.1, 0.3, 1.0, 3.0)}
 
 
-def estimators(model: Path, guide: Path | None, corrector: Path | None = None) -> dict[str, Estimator]:
+def estimators(model: Path, guide: Path | None, corrector: Path | None = None,
+               with_spectral: bool = False) -> dict[str, Estimator]:
     shipped = Engine(model, providers=("cpu",), threads=1)
     found: dict[str, Estimator] = {
         "true kernel (ceiling)": lambda b, k: k,
@@ -122,6 +132,8 @@ def estimators(model: Path, guide: Path | None, corrector: Path | None = None) -
     if corrector:
         found[f"learned corrector ({corrector.parent.name}) of the service's estimate"] = corrected(
             shipped, KernelCorrector(corrector))
+    if with_spectral:
+        found["spectral + phase retrieval, 180° by the shipped model"] = spectral(shipped)
     return found
 
 
@@ -159,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guide", type=Path, help="a trained guide network (ONNX, e.g. a deblur-export of a "
                    "deblur-train-estimator run)")
     p.add_argument("--corrector", type=Path, help="a trained kernel corrector (ONNX, from deblur-train-corrector)")
+    p.add_argument("--spectral", action="store_true", help="also score the spectral estimate (Goldstein & Fattal "
+                   "style, bench/spectral_kernel.py)")
     p.add_argument("--refiner", type=Path, help="a kernel-aware model: also score its chain fed each estimate")
     p.add_argument("--photos", default="data/photos/train", help="own protocol: held-out photos of this folder")
     p.add_argument("--independent", default="data/photos/independent", help="the independent protocol's photos")
@@ -170,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         methods = tuning_grid(args.model)
         protocols = {"training split": own_cases(args.photos, args.limit or 16, training_split=True)}
     else:
-        methods = estimators(args.model, args.guide, args.corrector)
+        methods = estimators(args.model, args.guide, args.corrector, args.spectral)
         protocols = {"own": own_cases(args.photos, args.limit),
                      "independent": independent_cases(independent_photos(args.independent, limit=args.limit))}
     refiner = Engine(args.refiner, providers=("cpu",), threads=1) if args.refiner else None

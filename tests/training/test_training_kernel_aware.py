@@ -147,10 +147,11 @@ def _photo_folders(tmp_path: Path, make_photo) -> tuple[Path, Path]:
 def test_kernel_estimation_bench_scores_every_estimator(tmp_path: Path, make_photo, capsys) -> None:
     from bench.kernel_estimation import main as bench_main
     own, independent = _photo_folders(tmp_path, make_photo)
-    assert bench_main(["--photos", str(own), "--independent", str(independent), "--limit", "1"]) == 0
+    assert bench_main(["--photos", str(own), "--independent", str(independent), "--limit", "1", "--spectral"]) == 0
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| own") or
              line.startswith("| independent")]
-    assert len(table) == 8 and all("| 1 " in line for line in table)  # 4 estimators × 2 protocols, 1 case each
+    assert len(table) == 10 and all("| 1 " in line for line in table)  # 5 estimators × 2 protocols, 1 case each
+    assert sum("spectral" in line for line in table) == 2
     ceiling = [line for line in table if "true kernel" in line]
     assert all(line.split("|")[4].strip() == "0" for line in ceiling)  # the true kernel's L1 to itself
     Image.fromarray(make_photo(np.random.default_rng(3), 200, 220)).save(own / "trained-on.png")  # not held out
