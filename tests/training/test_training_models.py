@@ -171,7 +171,7 @@ def test_eval_reports_bad_inputs_clearly(identity_onnx: Path, tmp_path: Path, ca
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_learning_curve_table_and_png(tmp_path: Path) -> None:
+def test_learning_curve_table_and_png(tmp_path: Path, capsys) -> None:
     from training.curve import main as curve_main
     from training.curve import read_curve
 
@@ -191,6 +191,9 @@ def test_learning_curve_table_and_png(tmp_path: Path) -> None:
     assert points[-1]["hours"] == pytest.approx((720 + 1080) / 3600)
     assert points[-1]["gain"] == pytest.approx(1.2)
     assert (tmp_path / "c.png").stat().st_size > 1000
+    assert "| 0.50 | 1.00 |" in capsys.readouterr().out  # step 300: 0.5 wall hours, two cores by default
+    assert curve_main([str(p) for p in logs] + ["--cores", "1"]) == 0  # a run pinned to one core
+    assert "| 0.50 | 0.50 |" in capsys.readouterr().out
     with open(logs[1], "a", newline="") as f:  # a resumed run logs step 300 again, later and better
         csv.writer(f).writerows([[250, 900, "", "", ""], [300, 1100, 25 + 1.3, 25, 0.8]])
     points = read_curve(logs)
