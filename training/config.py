@@ -20,7 +20,7 @@ CHOICES = {
     "precision": ("float32", "mixed_bfloat16"),
     "hint": ("", *HINT_NAMES),  # "" = a plain net; else the service's hint the net reads beside the photo
 }
-PROBABILITIES = ("saturation_prob", "tone_curve_prob", "nonuniform_blur_prob", "offcentre_prob")
+PROBABILITIES = ("saturation_prob", "tone_curve_prob", "nonuniform_blur_prob", "offcentre_prob", "hint_true_share")
 
 
 @dataclass
@@ -59,6 +59,8 @@ class Config:
     hint: str = ""                              # "" | wiener: the refiner's extra input (docs/kernel-aware.md)
     hint_guide: str = "models/deblur-generator.onnx"  # the ONNX model whose output guides the hint's kernel estimate
     hint_corrector: str = ""                    # wiener-corrected: the kernel corrector (deblur-train-corrector's ONNX)
+    hint_true_share: float = 0.0                # share of training samples whose hint uses the TRUE kernel (synthetic
+                                                # data only; validation and serving always use the estimate)
     kernel_canvas: int = 45                     # kernel estimator's square canvas (px, odd; holds max_blur + 2)
     guide_content_weight: float = 10.0          # kernel estimator: Charbonnier of the guide vs sharp, beside the kernel
     disc_width: int = 32
@@ -119,6 +121,9 @@ class Config:
         if (cfg.hint == CORRECTED_HINT_NAME) != bool(cfg.hint_corrector):
             raise ValueError(f"hint {CORRECTED_HINT_NAME!r} and hint_corrector go together: hint is {cfg.hint!r}, "
                              f"hint_corrector is {cfg.hint_corrector!r}")
+        if cfg.hint_true_share > 0 and (not cfg.hint or cfg.paired):
+            raise ValueError(f"hint_true_share {cfg.hint_true_share} needs a hint and synthetic blur (the true "
+                             f"kernels are known only there): hint is {cfg.hint!r}, paired is {cfg.paired!r}")
         if cfg.offcentre_prob > 0 and cfg.offcentre_max_shift == 0:
             raise ValueError(f"offcentre_prob {cfg.offcentre_prob} shifts kernels by up to offcentre_max_shift px, "
                              "which is 0: set it to 1 or more")

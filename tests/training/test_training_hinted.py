@@ -169,3 +169,39 @@ def test_a_corrected_hint_run_trains_exports_and_serves_with_its_corrector(tiny_
     assert engine.describe()["kernel_aware"]["corrector"] == {"file": "corrector.onnx", "canvas": 15}
     rgb = np.random.default_rng(4).random((70, 90, 3)).astype(np.float32)
     assert engine.deblur(rgb).image.shape == rgb.shape
+
+
+def test_a_share_of_hints_is_made_with_the_true_kernel(make_photo, identity_onnx: Path) -> None:
+    from service.deconvolution import wiener
+    from service.engine import Engine
+    from service.kernel_aware import HINT_BOUNDARY_ITERATIONS, HINT_WEIGHT
+    from training.data.hinted import HintedPairs
+    from training.data.synthesis import SyntheticPairs
+    photos = [make_photo(np.random.default_rng(i), 120, 120) for i in range(2)]
+    source = SyntheticPairs(photos, 48, seed=5, max_blur=15)
+    guide = Engine(identity_onnx, providers=["cpu"], threads=1)
+    always, never = HintedPairs(source, guide, true_share=1.0, seed=5), HintedPairs(source, guide)
+    for index in range(3):
+        blurred, sharp, kernel = source.with_kernel(index)
+        made, target = always(index)
+        np.testing.assert_array_equal(made[..., :3], blurred)
+        np.testing.assert_array_equal(target, sharp)
+        true_hint = np.clip(wiener(blurred, centre_on_centroid(kernel.astype(np.float64)), HINT_WEIGHT,
+                                   HINT_BOUNDARY_ITERATIONS), 0, 1)
+        np.testing.assert_allclose(made[..., 3:], true_hint, atol=1e-6)
+        assert np.abs(never(index)[0][..., 3:] - true_hint).max() > 1e-3  # the estimate is not the truth
+    half = HintedPairs(source, guide, true_share=0.5, seed=5)
+    chosen = [np.array_equal(half(i)[0], always(i)[0]) for i in range(16)]
+    assert 0 < sum(chosen) < 16 and chosen == [np.array_equal(half(i)[0], always(i)[0]) for i in range(16)]
+    with pytest.raises(ValueError, match="synthetic"):
+        HintedPairs(lambda i: source(i), guide, true_share=0.5)
+
+
+def test_the_true_kernel_share_is_a_probability_of_a_synthetic_hinted_run(tiny_overrides: list[str]) -> None:
+    from training.config import Config
+    for bad, message in (("hint_true_share=1.5", "probability"), ("hint_true_share=0.3", "needs a hint")):
+        with pytest.raises(ValueError, match=message):
+            Config.load(None, [*tiny_overrides, bad])
+    with pytest.raises(ValueError, match="needs a hint"):
+        Config.load(None, [*tiny_overrides, "hint=wiener", "hint_true_share=0.3", "paired=data/gopro"])
+    assert Config.load(None, [*tiny_overrides, "hint=wiener", "hint_true_share=0.3"]).hint_true_share == 0.3

@@ -3,26 +3,49 @@
 The hint is made by the very chain the service runs (service/kernel_aware.py), with the kernels the
 blind estimator really produces from a frozen guide model, so the refiner learns from the estimator's
 actual errors (issue 15, item 4) and has to learn to distrust a wrong deconvolution.
+
+That lesson can go too far: a refiner that seldom saw a right hint learns to distrust every hint, and
+throws away a good deconvolution (docs/kernel-aware.md, session 15). `true_share` of the samples
+therefore get the hint made with the TRUE kernel, so a right deconvolution is something it has seen and
+can learn to recognise (the same Wiener filter; only the kernel differs).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
 from service.engine import Engine
 from service.kernel_aware import KernelOf, estimate_kernel, hinted_input
+from service.kernel_estimation import centre_on_centroid
 
 Sampler = Callable[[int], tuple[np.ndarray, np.ndarray]]
+
+
+class KernelSampler(Protocol):
+    """A sampler that can also tell the kernel that blurred a sample (SyntheticPairs)."""
+
+    def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def with_kernel(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 class HintedPairs:
     """Index → (H×W×6 blurred and hint, H×W×3 sharp), float32 in [0, 1]; deterministic like its sampler."""
 
-    def __init__(self, sampler: Sampler, guide: Engine, kernel_of: KernelOf = estimate_kernel) -> None:
+    def __init__(self, sampler: Sampler | KernelSampler, guide: Engine, kernel_of: KernelOf = estimate_kernel,
+                 true_share: float = 0.0, seed: int = 0) -> None:
+        if true_share > 0 and not hasattr(sampler, "with_kernel"):
+            raise ValueError("a share of true-kernel hints needs synthetic samples (their kernels are known)")
         self.sampler, self.guide, self.kernel_of = sampler, guide, kernel_of
+        self.true_share, self.seed = true_share, seed
 
     def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.true_share > 0 and np.random.default_rng([self.seed, int(index), 2]).random() < self.true_share:
+            blurred, sharp, kernel = self.sampler.with_kernel(index)
+            true = centre_on_centroid(kernel.astype(np.float64))
+            return hinted_input(blurred, lambda window: blurred[window], lambda _region, _guide: true), sharp
         blurred, sharp = self.sampler(index)
         return hinted_input(blurred, lambda window: self.guide.deblur(blurred[window]).image, self.kernel_of), sharp
