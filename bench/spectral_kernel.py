@@ -87,9 +87,9 @@ def phase_retrieval(auto: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return centre_on_centroid(kernel / max(float(kernel.sum()), 1e-12), canvas)
 
 
-def guide_misfit(kernel: np.ndarray, blurred: np.ndarray, guide: np.ndarray) -> float:
-    """Σ_d |k ∗ ∂_d guide − ∂_d blurred|² away from the borders (luminance, linear light)."""
-    b, g = luminance_linear(blurred), luminance_linear(guide)
+def guide_misfit(kernel: np.ndarray, b: np.ndarray, g: np.ndarray) -> float:
+    """Σ_d |k ∗ ∂_d g − ∂_d b|² away from the borders, for the blurred photo's and the guide's luminance
+    in linear light (`luminance_linear`)."""
     shape = tuple(fast_length(n + kernel.shape[0]) for n in b.shape)
     otf = kernel_otf(kernel, shape)
     m = kernel.shape[0]
@@ -102,6 +102,7 @@ def guide_misfit(kernel: np.ndarray, blurred: np.ndarray, guide: np.ndarray) -> 
 
 def spectral_kernel(blurred: np.ndarray, guide: np.ndarray, canvas: int, seed: int = 0) -> np.ndarray:
     """The spectral estimate (canvas², unit sum, centroid centred), its 180° ambiguity settled by `guide`."""
-    kernel = phase_retrieval(kernel_autocorrelation(luminance_linear(blurred), canvas), np.random.default_rng(seed))
+    b, g = luminance_linear(blurred), luminance_linear(guide)
+    kernel = phase_retrieval(kernel_autocorrelation(b, canvas), np.random.default_rng(seed))
     rotated = centre_on_centroid(kernel[::-1, ::-1], canvas)
-    return kernel if guide_misfit(kernel, blurred, guide) <= guide_misfit(rotated, blurred, guide) else rotated
+    return kernel if guide_misfit(kernel, b, g) <= guide_misfit(rotated, b, g) else rotated

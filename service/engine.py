@@ -27,6 +27,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .contract import CHANNELS, DTYPE, INPUT_NAME, LAYOUT, NORMALISATION, ONNX_TYPE, OUTPUT_NAME, VALUE_RANGE, Meta
+from .errors import first_line
 from .kernel_aware import (
     CORRECTED_HINT_NAME,
     HINT_CHANNELS,
@@ -254,8 +255,7 @@ class Engine:
                 ort.set_default_logger_severity(4)
             return ort.InferenceSession(str(path), sess_options=opts, providers=names)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"cannot load model {path}: {first}") from None
+            raise ModelError(f"cannot load model {path}: {first_line(exc)}") from None
         finally:
             if cuda:
                 ort.set_default_logger_severity(2)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from .errors import first_line
 from .fft import fast_length
 from .kernel_estimation import (
     clean_kernel,
@@ -80,8 +81,7 @@ class KernelCorrector:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own classes for a missing, truncated or invalid file
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"cannot load kernel corrector {path}: {first}") from None
+            raise ValueError(f"cannot load kernel corrector {path}: {first_line(exc)}") from None
         self.path = Path(path)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         shape = inputs[0].shape if len(inputs) == 1 else None
