@@ -1,9 +1,10 @@
 """Kernel-estimation benchmark (issue 15): every estimator scored the same way on both protocols.
 
     python -m bench.kernel_estimation [--guide runs/estimator1/guide.onnx] [--corrector runs/corrector1/corrector.onnx]
-                                      [--spectral] [--refiner runs/hinted1-18000/export/refiner.onnx] [--limit N]
-                                      [--markdown]
+                                      [--spectral] [--map] [--refiner runs/hinted1-18000/export/refiner.onnx]
+                                      [--limit N] [--markdown]
     python -m bench.kernel_estimation --tune [--limit 16]   # how support_kernel's defaults were chosen
+    python -m bench.kernel_estimation --tune-map [--limit 6]   # how map_kernel's defaults were chosen
 
 For each case (own protocol: the training generator's kernels on a 512² crop of each held-out photo;
 independent protocol: training/data/independent.py) and each estimator it reports
@@ -17,8 +18,9 @@ independent protocol: training/data/independent.py) and each estimator it report
 Estimators: the true kernel (the ceiling), a 9×9 box (what "always guess the mean" earns), the shipped
 generator's output as guide with Cho & Lee's top-10 % gradient selection (the Fourier closed form, and
 the support-constrained non-negative least squares the service uses), a trained guide network, a
-trained corrector of the service's estimate (service/kernel_correction.py), and the spectral estimate
-with phase retrieval (bench/spectral_kernel.py).
+trained corrector of the service's estimate (service/kernel_correction.py), the spectral estimate with
+phase retrieval (bench/spectral_kernel.py) and the classical coarse-to-fine MAP estimate
+(bench/map_kernel.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import Report, Table, base_parser, finish
+from bench.map_kernel import MAP_CANVAS, map_kernel
 from bench.spectral_kernel import spectral_kernel
 from service.deconvolution import DEFAULT_WEIGHT, wiener
 from service.engine import Engine
@@ -44,9 +47,11 @@ from service.kernel_estimation import (
     support_kernel,
 )
 from training.config import Config
+from training.data.degrade import add_noise, blur_linear, quantise
 from training.data.folders import is_validation, list_images
 from training.data.independent import CROP, independent_cases
-from training.data.protocol import protocol_pair
+from training.data.kernels import line_kernel, shake_kernel
+from training.data.protocol import NOISE, protocol_pair
 from training.evaluate import independent_photos, load_rgb
 from training.scoring import aligned_psnr
 
@@ -70,6 +75,25 @@ def own_cases(photos: str, limit: int, training_split: bool = False
         y, x = max(0, (h - CROP) // 2), max(0, (w - CROP) // 2)
         seed_name = f"tune-{path.name}" if training_split else path.name
         yield (path.name, *protocol_pair(photo[y:y + CROP, x:x + CROP], seed_name))
+
+
+def long_blur_cases(photos: str, limit: int, seed: int = 7
+                    ) -> Iterator[tuple[str, np.ndarray, np.ndarray, str, np.ndarray]]:
+    """Training-split photos blurred by the training generator's shake and streaks at 25–57 px, longer
+    than the own protocol's: where a guide-free estimator has to prove itself, still tunable on."""
+    pool = [p for p in list_images([photos]) if not is_validation(p, Config.val_fraction)]
+    rng = np.random.default_rng(seed)
+    for i, path in enumerate(pool[min(5, len(pool) - 1)::max(1, len(pool) // limit)][:limit]):
+        photo = load_rgb(path, 1024)
+        h, w = photo.shape[:2]
+        y, x = max(0, (h - CROP) // 2), max(0, (w - CROP) // 2)
+        sharp = photo[y:y + CROP, x:x + CROP]
+        extent = rng.uniform(25, 57)
+        family, kernel = ("shake", shake_kernel(rng, extent)) if i % 2 == 0 else ("streak", line_kernel(rng, extent))
+        blurred = blur_linear(sharp, kernel)
+        m = (kernel.shape[0] - 1) // 2
+        reference = sharp[m:m + blurred.shape[0], m:m + blurred.shape[1]]
+        yield path.name, quantise(add_noise(blurred, rng, shot=0.0, read=NOISE)), quantise(reference), family, kernel
 
 
 def kernel_l1(estimate: np.ndarray, truth: np.ndarray) -> float:
@@ -108,6 +132,13 @@ def spectral(engine: Engine) -> Estimator:
     return estimate
 
 
+def map_tuning_grid() -> dict[str, Estimator]:
+    """map_kernel at every (L0 weight, edge fraction) of its sweep."""
+    return {f"MAP, L0 weight {weight:g}, top {fraction:.0%} edges":
+            functools.partial(lambda b, _k, w, f: map_kernel(b, MAP_CANVAS, w, f), w=weight, f=fraction)
+            for weight in (3e-4, 1e-3, 3e-3) for fraction in (0.05, 0.2)}
+
+
 def tuning_grid(model: Path) -> dict[str, Estimator]:
     """support_kernel with the shipped guide at every (edge fraction, ridge) of the sweep."""
     guide = LastGuide(Engine(model, providers=("cpu",), threads=1))
@@ -117,7 +148,7 @@ def tuning_grid(model: Path) -> dict[str, Estimator]:
 
 
 def estimators(model: Path, guide: Path | None, corrector: Path | None = None,
-               with_spectral: bool = False) -> dict[str, Estimator]:
+               with_spectral: bool = False, with_map: bool = False) -> dict[str, Estimator]:
     shipped = Engine(model, providers=("cpu",), threads=1)
     found: dict[str, Estimator] = {
         "true kernel (ceiling)": lambda b, k: k,
@@ -134,6 +165,9 @@ def estimators(model: Path, guide: Path | None, corrector: Path | None = None,
             shipped, KernelCorrector(corrector))
     if with_spectral:
         found["spectral + phase retrieval, 180° by the shipped model"] = spectral(shipped)
+    if with_map:
+        found[f"classical coarse-to-fine MAP, L0 prior ({MAP_CANVAS} px canvas)"] = (
+            lambda blurred, _truth: map_kernel(blurred, MAP_CANVAS))
     return found
 
 
@@ -173,18 +207,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corrector", type=Path, help="a trained kernel corrector (ONNX, from deblur-train-corrector)")
     p.add_argument("--spectral", action="store_true", help="also score the spectral estimate (Goldstein & Fattal "
                    "style, bench/spectral_kernel.py)")
+    p.add_argument("--map", action="store_true", help="also score the classical coarse-to-fine MAP estimate "
+                   "(L0 prior, bench/map_kernel.py)")
     p.add_argument("--refiner", type=Path, help="a kernel-aware model: also score its chain fed each estimate")
     p.add_argument("--photos", default="data/photos/train", help="own protocol: held-out photos of this folder")
     p.add_argument("--independent", default="data/photos/independent", help="the independent protocol's photos")
     p.add_argument("--limit", type=int, default=0, help="at most N photos per protocol (0 = all)")
     p.add_argument("--tune", action="store_true", help="sweep support_kernel's edge fraction and ridge on photos "
                    "of the training split instead (never on a validation protocol)")
+    p.add_argument("--tune-map", action="store_true", help="sweep the MAP estimate's L0 weight and edge fraction "
+                   "on training-split photos, with own-protocol kernels and with long blur")
     args = p.parse_args(argv)
     if args.tune:
         methods = tuning_grid(args.model)
         protocols = {"training split": own_cases(args.photos, args.limit or 16, training_split=True)}
+    elif args.tune_map:
+        methods = map_tuning_grid()
+        protocols = {"training split": own_cases(args.photos, args.limit or 6, training_split=True),
+                     "training split, long blur": long_blur_cases(args.photos, 2 * (args.limit or 6))}
     else:
-        methods = estimators(args.model, args.guide, args.corrector, args.spectral)
+        methods = estimators(args.model, args.guide, args.corrector, args.spectral, args.map)
         protocols = {"own": own_cases(args.photos, args.limit),
                      "independent": independent_cases(independent_photos(args.independent, limit=args.limit))}
     refiner = Engine(args.refiner, providers=("cpu",), threads=1) if args.refiner else None
@@ -203,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             + (f"; chain: {args.refiner}" if refiner else "") + f".\n\n{table.markdown()}")
     report = (Report("kernel_estimation_tune", "Kernel estimation: choosing support_kernel's settings on training "
                      "photos", body) if args.tune else
+              Report("kernel_estimation_tune_map", "Kernel estimation: choosing the MAP estimate's settings on "
+                     "training photos", body) if args.tune_map else
               Report("kernel_estimation", "Kernel estimation: every estimator, both protocols", body))
     finish(report, args)
     return 0

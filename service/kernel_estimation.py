@@ -121,7 +121,16 @@ def clean_kernel(raw: np.ndarray, floor: float = 0.05) -> np.ndarray:
 
 def support_normal_equations(blurred: np.ndarray, guide: np.ndarray, size: int,
                              edge_fraction: float = EDGE_FRACTION) -> tuple[np.ndarray, np.ndarray]:
-    """(AᵀA, Aᵀb) of min_k Σ_d |k ∗ (mask·∂_d x̂) − ∂_d b|² over a size×size kernel, in compact form.
+    """(AᵀA, Aᵀb) of min_k Σ_d |k ∗ (mask·∂_d x̂) − ∂_d b|² over a size×size kernel, for sRGB images: the
+    guide's strongest `edge_fraction` of gradients against the blurred photo's, in linear luminance."""
+    return gradient_normal_equations(forward_gradients(luminance_linear(blurred)),
+                                     selected_gradients(luminance_linear(guide), edge_fraction), size)
+
+
+def gradient_normal_equations(blurred_gradients: tuple[np.ndarray, np.ndarray],
+                              guide_gradients: tuple[np.ndarray, np.ndarray],
+                              size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(AᵀA, Aᵀb) of min_k Σ_d |k ∗ ∂_d x̂ − ∂_d b|² over a size×size kernel, in compact form.
 
     AᵀA is block-Toeplitz: entry (o, o') is the guide gradients' autocorrelation at lag o' − o, so it is
     returned as that (2·size − 1)² autocorrelation (`toeplitz_apply` multiplies by it); Aᵀb, the guide's
@@ -130,11 +139,9 @@ def support_normal_equations(blurred: np.ndarray, guide: np.ndarray, size: int,
     if size % 2 == 0:
         raise ValueError(f"kernel size must be odd, got {size}")
     half = size // 2
-    b, g = luminance_linear(blurred), luminance_linear(guide)
     # zero padding of ≥ 2·half keeps every lag the normal matrix needs free of wrap-around
-    shape = tuple(fast_length(max(n + 2 * half, 4 * half + 1)) for n in b.shape)
-    fg_x, fg_y, fb_x, fb_y = parallel(lambda x: np.fft.rfft2(x, shape),
-                                      [*selected_gradients(g, edge_fraction), *forward_gradients(b)])
+    shape = tuple(fast_length(max(n + 2 * half, 4 * half + 1)) for n in blurred_gradients[0].shape)
+    fg_x, fg_y, fb_x, fb_y = parallel(lambda x: np.fft.rfft2(x, shape), [*guide_gradients, *blurred_gradients])
     auto, cross = parallel(lambda spectrum: np.fft.irfft2(spectrum, shape),
                            [np.abs(fg_x) ** 2 + np.abs(fg_y) ** 2, np.conj(fg_x) * fb_x + np.conj(fg_y) * fb_y])
     auto = np.roll(auto, (2 * half, 2 * half), axis=(0, 1))[:4 * half + 1, :4 * half + 1]

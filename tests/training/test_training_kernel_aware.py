@@ -147,17 +147,20 @@ def _photo_folders(tmp_path: Path, make_photo) -> tuple[Path, Path]:
 def test_kernel_estimation_bench_scores_every_estimator(tmp_path: Path, make_photo, capsys) -> None:
     from bench.kernel_estimation import main as bench_main
     own, independent = _photo_folders(tmp_path, make_photo)
-    assert bench_main(["--photos", str(own), "--independent", str(independent), "--limit", "1", "--spectral"]) == 0
+    assert bench_main(["--photos", str(own), "--independent", str(independent), "--limit", "1", "--spectral", "--map"]) == 0
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| own") or
              line.startswith("| independent")]
-    assert len(table) == 10 and all("| 1 " in line for line in table)  # 5 estimators × 2 protocols, 1 case each
-    assert sum("spectral" in line for line in table) == 2
+    assert len(table) == 12 and all("| 1 " in line for line in table)  # 6 estimators × 2 protocols, 1 case each
+    assert sum("spectral" in line for line in table) == 2 and sum("MAP" in line for line in table) == 2
     ceiling = [line for line in table if "true kernel" in line]
     assert all(line.split("|")[4].strip() == "0" for line in ceiling)  # the true kernel's L1 to itself
     Image.fromarray(make_photo(np.random.default_rng(3), 200, 220)).save(own / "trained-on.png")  # not held out
     assert bench_main(["--photos", str(own), "--tune", "--limit", "1"]) == 0
     sweep = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| training split")]
     assert len(sweep) == 12 and all("| 1 " in line for line in sweep)  # 3 edge fractions × 4 ridges
+    assert bench_main(["--photos", str(own), "--tune-map", "--limit", "1"]) == 0
+    sweep = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| training split")]
+    assert len(sweep) == 12 and sum("long blur" in line for line in sweep) == 6  # 3 L0 weights × 2 edge fractions
 
 
 def _half_photo_half_hint(folder: Path, guide: Path) -> Path:
