@@ -8,7 +8,7 @@ coarser kernel, upsampled. At every level it alternates two steps a few times:
   smoothing with the blur in the data term). The L0 prior keeps only the strong, step-like edges, which
   are what a kernel can be read from (Cho & Lee's edge prediction without a shock filter);
 - **kernel**: the non-negative kernel on the level's support that maps the latent's gradients onto the
-  photo's (the service's `solve_support`), small values cut, then normalised.
+  photo's (the service's `solve_support`), small values and islands cut, then normalised.
 
 λ shrinks by 1/1.1 per iteration, so finer edges join as the kernel improves. Unlike the service's
 estimate it needs no guide network, so it does not inherit a guide's blindness to blur it never learned.

@@ -77,3 +77,14 @@ def test_coarse_to_fine_estimates_a_streak_blind() -> None:
     assert estimate.shape == (CANVAS, CANVAS)
     assert kernel_l1(estimate, kernel) < 1.0
     assert kernel_l1(estimate, kernel) < kernel_l1(initial_kernel(CANVAS), kernel) - 0.8
+
+
+def test_the_hybrid_takes_the_classical_estimate_only_for_long_blur() -> None:
+    from bench.kernel_estimation import HYBRID_EXTENT, hybrid, kernel_extent
+    long_streak = np.zeros((61, 61))
+    long_streak[30, 5:5 + HYBRID_EXTENT] = 1.0
+    short = _streak(7, 0.0)
+    fallback = np.full((9, 9), 1 / 81)
+    assert kernel_extent(long_streak) == HYBRID_EXTENT and kernel_extent(short) <= 8
+    assert hybrid(lambda b, k: long_streak, lambda b, k: fallback)(None, None) is long_streak
+    assert hybrid(lambda b, k: short, lambda b, k: fallback)(None, None) is fallback

@@ -147,7 +147,8 @@ def _photo_folders(tmp_path: Path, make_photo) -> tuple[Path, Path]:
 def test_kernel_estimation_bench_scores_every_estimator(tmp_path: Path, make_photo, capsys) -> None:
     from bench.kernel_estimation import main as bench_main
     own, independent = _photo_folders(tmp_path, make_photo)
-    assert bench_main(["--photos", str(own), "--independent", str(independent), "--limit", "1", "--spectral", "--map"]) == 0
+    assert bench_main(["--photos", str(own), "--independent", str(independent), "--limit", "1",
+                       "--spectral", "--map"]) == 0
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| own") or
              line.startswith("| independent")]
     assert len(table) == 12 and all("| 1 " in line for line in table)  # 6 estimators × 2 protocols, 1 case each
@@ -196,10 +197,11 @@ def test_kernel_estimation_bench_scores_a_corrector_and_each_estimate_through_a_
     own, independent = _photo_folders(tmp_path, make_photo)
     onnx.save(to_onnx(build_corrector(15, width=2)), tmp_path / "corrector.onnx")
     assert bench_main(["--photos", str(own), "--independent", str(independent), "--limit", "1",
-                       "--corrector", str(tmp_path / "corrector.onnx"),
+                       "--corrector", str(tmp_path / "corrector.onnx"), "--map",
                        "--refiner", str(_half_photo_half_hint(tmp_path, identity_onnx))]) == 0
     table = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| own")]
-    assert len(table) == 5 and any("learned corrector" in row[2] for row in table)
+    assert len(table) == 7 and any("learned corrector" in row[2] for row in table)
+    assert any("hybrid" in row[2] for row in table)
     ceiling = next(row for row in table if "true kernel" in row[2])
     assert ceiling[9].strip() == ceiling[10].strip()  # the chain fed the true kernel is the true-kernel chain
     box = next(row for row in table if "box" in row[2])
