@@ -214,3 +214,21 @@ def test_deconvolution_bench_sweeps_and_times(tmp_path: Path, make_photo, capsys
     assert bench_main(["--photos", str(own), "--limit", "1", "--quick"]) == 0
     out = capsys.readouterr().out
     assert "1 own-protocol crops" in out and out.count("| 0.0") + out.count("| 0.1") >= 3
+
+
+def test_real_kernels_writes_both_chains_side_by_side(tmp_path: Path, make_photo, identity_onnx: Path,
+                                                      capsys) -> None:
+    from bench.real_kernels import main as real_main
+    real = tmp_path / "real"
+    real.mkdir()
+    Image.fromarray(make_photo(np.random.default_rng(4), 120, 160)).save(real / "shaky.png")
+    (real / "notes.txt").write_text("not a photo")
+    out = tmp_path / "out"
+    assert real_main(["--refiner", str(_half_photo_half_hint(tmp_path, identity_onnx)), "--real", str(real),
+                      "--out", str(out)]) == 0
+    assert Image.open(out / "shaky.png").size == (3 * 160, 120)  # input | own estimate | classical estimate
+    assert Image.open(out / "shaky-kernels.png").size[1] > 0
+    assert "shaky.png: own estimate spans" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # a plain model has no estimate of its own to compare
+        real_main(["--refiner", str(identity_onnx), "--real", str(real), "--out", str(out)])
+    assert "not a kernel-aware model" in capsys.readouterr().err
