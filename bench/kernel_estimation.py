@@ -2,7 +2,7 @@
 
     python -m bench.kernel_estimation [--guide runs/estimator1/guide.onnx] [--corrector runs/corrector1/corrector.onnx]
                                       [--spectral] [--map] [--refiner runs/hinted1-18000/export/refiner.onnx]
-                                      [--limit N] [--markdown]
+                                      [--limit N] [--ceiling] [--markdown]
     python -m bench.kernel_estimation --tune [--limit 16]   # how support_kernel's defaults were chosen
     python -m bench.kernel_estimation --tune-map [--limit 6]   # how map_kernel's defaults were chosen
 
@@ -246,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=0, help="at most N photos per protocol (0 = all)")
     p.add_argument("--tune", action="store_true", help="sweep support_kernel's edge fraction and ridge on photos "
                    "of the training split instead (never on a validation protocol)")
+    p.add_argument("--ceiling", action="store_true", help="score only the true kernel: with --refiner, what that "
+                   "refiner makes of a right kernel")
     p.add_argument("--tune-map", action="store_true", help="sweep the MAP estimate's L0 weight and edge fraction "
                    "on training-split photos, with own-protocol kernels and with long blur")
     args = p.parse_args(argv)
@@ -257,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         protocols = {"training split": own_cases(args.photos, args.limit or 6, training_split=True),
                      "training split, long blur": long_blur_cases(args.photos, 2 * (args.limit or 6))}
     else:
-        methods = estimators(args.model, args.guide, args.corrector, args.spectral, args.map)
+        methods = ({"true kernel (ceiling)": lambda _blurred, truth: truth} if args.ceiling else
+                   estimators(args.model, args.guide, args.corrector, args.spectral, args.map))
         protocols = {"own": own_cases(args.photos, args.limit),
                      "independent": independent_cases(independent_photos(args.independent, limit=args.limit))}
     refiner = Engine(args.refiner, providers=("cpu",), threads=1) if args.refiner else None

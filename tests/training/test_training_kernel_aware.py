@@ -206,6 +206,10 @@ def test_kernel_estimation_bench_scores_a_corrector_and_each_estimate_through_a_
     assert ceiling[9].strip() == ceiling[10].strip()  # the chain fed the true kernel is the true-kernel chain
     box = next(row for row in table if "box" in row[2])
     assert float(box[9]) != float(ceiling[9])  # each estimate reaches the chain: a box is not the true kernel
+    assert bench_main(["--photos", str(own), "--independent", str(independent), "--limit", "1", "--ceiling",
+                       "--refiner", str(tmp_path / "half.onnx")]) == 0
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert [row[2].strip() for row in rows] == ["true kernel (ceiling)"] * 2  # one row per protocol
 
 
 def test_deconvolution_bench_sweeps_and_times(tmp_path: Path, make_photo, capsys) -> None:
