@@ -47,11 +47,10 @@ from service.kernel_estimation import (
     support_kernel,
 )
 from training.config import Config
-from training.data.degrade import add_noise, blur_linear, quantise
 from training.data.folders import is_validation, list_images
 from training.data.independent import CROP, independent_cases
 from training.data.kernels import line_kernel, shake_kernel
-from training.data.protocol import NOISE, protocol_pair
+from training.data.protocol import blurred_pair, protocol_pair
 from training.evaluate import independent_photos, load_rgb
 from training.scoring import aligned_psnr
 
@@ -61,40 +60,43 @@ Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (blurred, true ker
 HYBRID_EXTENT = 40  # px; chosen on training-split crops (own kernels and long blur), docs/kernel-aware.md
 
 
+def centre_crop(path: Path) -> np.ndarray:
+    """The photo's central CROP² square (what every case of this benchmark is cut from)."""
+    photo = load_rgb(path, 1024)
+    h, w = photo.shape[:2]
+    y, x = max(0, (h - CROP) // 2), max(0, (w - CROP) // 2)
+    return photo[y:y + CROP, x:x + CROP]
+
+
+def training_photos(photos: str) -> list[Path]:
+    return [p for p in list_images([photos]) if not is_validation(p, Config.val_fraction)]
+
+
 def own_cases(photos: str, limit: int, training_split: bool = False
               ) -> Iterator[tuple[str, np.ndarray, np.ndarray, str, np.ndarray]]:
     """The own protocol's held-out photos, or (`training_split`) photos of the training split, evenly
     spaced through it, with kernels of their own seed: what settings may be tuned on."""
     if training_split:
-        pool = [p for p in list_images([photos]) if not is_validation(p, Config.val_fraction)]
+        pool = training_photos(photos)
         files = pool[::max(1, len(pool) // (limit or len(pool)))][:limit or None]
     else:
         files = [p for p in list_images([photos]) if is_validation(p, Config.val_fraction)][:limit or None]
     for path in files:
-        photo = load_rgb(path, 1024)
-        h, w = photo.shape[:2]
-        y, x = max(0, (h - CROP) // 2), max(0, (w - CROP) // 2)
         seed_name = f"tune-{path.name}" if training_split else path.name
-        yield (path.name, *protocol_pair(photo[y:y + CROP, x:x + CROP], seed_name))
+        yield (path.name, *protocol_pair(centre_crop(path), seed_name))
 
 
 def long_blur_cases(photos: str, limit: int, seed: int = 7
                     ) -> Iterator[tuple[str, np.ndarray, np.ndarray, str, np.ndarray]]:
     """Training-split photos blurred by the training generator's shake and streaks at 25–57 px, longer
     than the own protocol's: where a guide-free estimator has to prove itself, still tunable on."""
-    pool = [p for p in list_images([photos]) if not is_validation(p, Config.val_fraction)]
+    pool = training_photos(photos)
     rng = np.random.default_rng(seed)
     for i, path in enumerate(pool[min(5, len(pool) - 1)::max(1, len(pool) // limit)][:limit]):
-        photo = load_rgb(path, 1024)
-        h, w = photo.shape[:2]
-        y, x = max(0, (h - CROP) // 2), max(0, (w - CROP) // 2)
-        sharp = photo[y:y + CROP, x:x + CROP]
+        sharp = centre_crop(path)
         extent = rng.uniform(25, 57)
         family, kernel = ("shake", shake_kernel(rng, extent)) if i % 2 == 0 else ("streak", line_kernel(rng, extent))
-        blurred = blur_linear(sharp, kernel)
-        m = (kernel.shape[0] - 1) // 2
-        reference = sharp[m:m + blurred.shape[0], m:m + blurred.shape[1]]
-        yield path.name, quantise(add_noise(blurred, rng, shot=0.0, read=NOISE)), quantise(reference), family, kernel
+        yield (path.name, *blurred_pair(sharp, kernel, rng), family, kernel)
 
 
 def kernel_l1(estimate: np.ndarray, truth: np.ndarray) -> float:
@@ -102,28 +104,24 @@ def kernel_l1(estimate: np.ndarray, truth: np.ndarray) -> float:
     return float(np.abs(centre_on_centroid(estimate, size) - centre_on_centroid(truth, size)).sum())
 
 
-class LastGuide:
-    """The guide network's output for the last image asked (a sweep asks once per setting)."""
+class LastImage:
+    """`function`'s answer for the last image asked: a sweep asks the guide once per setting, and the
+    hybrid row reuses the classical row's kernel. Holding the array keeps its identity from being reused."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine, self.blurred, self.image = engine, None, None
+    def __init__(self, function: Callable[..., np.ndarray]) -> None:
+        self.function, self.blurred, self.answer = function, None, None
 
-    def deblur(self, blurred: np.ndarray):
-        if blurred is not self.blurred:  # holding the array keeps its identity from being reused
-            self.blurred, self.image = blurred, self.engine.deblur(blurred)
-        return self.image
-
-
-class LastEstimate:
-    """An estimator's kernel for the last image asked: the hybrid row reuses the classical row's."""
-
-    def __init__(self, estimator: Estimator) -> None:
-        self.estimator, self.blurred, self.kernel = estimator, None, None
-
-    def __call__(self, blurred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    def __call__(self, blurred: np.ndarray, *rest: np.ndarray) -> np.ndarray:
         if blurred is not self.blurred:
-            self.blurred, self.kernel = blurred, self.estimator(blurred, truth)
-        return self.kernel
+            self.blurred, self.answer = blurred, self.function(blurred, *rest)
+        return self.answer
+
+
+GuideOf = Callable[[np.ndarray], np.ndarray]  # blurred photo -> a guide network's output for it
+
+
+def guide_of(engine: Engine) -> GuideOf:
+    return lambda blurred: engine.deblur(blurred).image
 
 
 def kernel_extent(kernel: np.ndarray) -> int:
@@ -141,21 +139,21 @@ def hybrid(classical: Estimator, fallback: Estimator) -> Estimator:
     return estimate
 
 
-def guided(engine: Engine | LastGuide, edge_fraction: float, solver=least_squares_kernel) -> Estimator:
+def guided(guide: GuideOf, edge_fraction: float, solver=least_squares_kernel) -> Estimator:
     def estimate(blurred: np.ndarray, _truth: np.ndarray) -> np.ndarray:
-        return clean_kernel(solver(blurred, engine.deblur(blurred).image, CANVAS, edge_fraction))
+        return clean_kernel(solver(blurred, guide(blurred), CANVAS, edge_fraction))
     return estimate
 
 
-def corrected(engine: Engine, corrector: KernelCorrector) -> Estimator:
+def corrected(guide: GuideOf, corrector: KernelCorrector) -> Estimator:
     def estimate(blurred: np.ndarray, _truth: np.ndarray) -> np.ndarray:
-        return corrector(blurred, engine.deblur(blurred).image)
+        return corrector(blurred, guide(blurred))
     return estimate
 
 
-def spectral(engine: Engine) -> Estimator:
+def spectral(guide: GuideOf) -> Estimator:
     def estimate(blurred: np.ndarray, _truth: np.ndarray) -> np.ndarray:
-        return spectral_kernel(blurred, engine.deblur(blurred).image, CANVAS)
+        return spectral_kernel(blurred, guide(blurred), CANVAS)
     return estimate
 
 
@@ -168,7 +166,7 @@ def map_tuning_grid() -> dict[str, Estimator]:
 
 def tuning_grid(model: Path) -> dict[str, Estimator]:
     """support_kernel with the shipped guide at every (edge fraction, ridge) of the sweep."""
-    guide = LastGuide(Engine(model, providers=("cpu",), threads=1))
+    guide = LastImage(guide_of(Engine(model, providers=("cpu",), threads=1)))
     return {f"support, top {fraction:.0%} edges, ridge {ridge:g}":
             guided(guide, fraction, functools.partial(support_kernel, ridge=ridge))
             for fraction in (0.03, 0.1, 0.3) for ridge in (0.1, 0.3, 1.0, 3.0)}
@@ -176,7 +174,7 @@ def tuning_grid(model: Path) -> dict[str, Estimator]:
 
 def estimators(model: Path, guide: Path | None, corrector: Path | None = None,
                with_spectral: bool = False, with_map: bool = False) -> dict[str, Estimator]:
-    shipped = Engine(model, providers=("cpu",), threads=1)
+    shipped = guide_of(Engine(model, providers=("cpu",), threads=1))
     found: dict[str, Estimator] = {
         "true kernel (ceiling)": lambda b, k: k,
         "9x9 box (mean guess)": lambda b, k: np.full((9, 9), 1 / 81),
@@ -185,7 +183,7 @@ def estimators(model: Path, guide: Path | None, corrector: Path | None = None,
             guided(shipped, EDGE_FRACTION, support_kernel),
     }
     if guide:
-        learned = Engine(guide, providers=("cpu",), threads=1)
+        learned = guide_of(Engine(guide, providers=("cpu",), threads=1))
         found[f"learned guide ({guide.parent.name})"] = guided(learned, EDGE_FRACTION)
     fallback = None
     if corrector:
@@ -194,7 +192,7 @@ def estimators(model: Path, guide: Path | None, corrector: Path | None = None,
     if with_spectral:
         found["spectral + phase retrieval, 180° by the shipped model"] = spectral(shipped)
     if with_map:
-        classical = LastEstimate(lambda blurred, _truth: map_kernel(blurred, MAP_CANVAS))
+        classical = LastImage(lambda blurred, _truth: map_kernel(blurred, MAP_CANVAS))
         found[f"classical coarse-to-fine MAP, L0 prior ({MAP_CANVAS} px canvas)"] = classical
         if fallback:
             found[f"hybrid: the MAP estimate where it spans ≥ {HYBRID_EXTENT} px, else the corrector's "

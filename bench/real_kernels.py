@@ -55,11 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         classical = map_kernel(blurred[window], MAP_CANVAS)
         outputs = [chain.deblur(blurred, kernel_of=lambda _r, _g, k=k: k).image for k in (own, classical)]
         save(np.concatenate([blurred, *outputs], 1), args.out / f"{path.stem}.png")
-        gap = np.ones((MAP_CANVAS * KERNEL_ZOOM, 8))
         pictures = [kernel_picture(k) for k in (own, classical)]
         height = max(k.shape[0] for k in pictures)
-        pictures = [np.pad(k, ((0, height - k.shape[0]), (0, 0))) for k in pictures]
-        save(np.concatenate([pictures[0], gap[:height], pictures[1]], 1), args.out / f"{path.stem}-kernels.png")
+        own_picture, classical_picture = (np.pad(k, ((0, height - k.shape[0]), (0, 0))) for k in pictures)
+        save(np.concatenate([own_picture, np.ones((height, 8)), classical_picture], 1),
+             args.out / f"{path.stem}-kernels.png")
         print(f"{path.name}: own estimate spans {kernel_extent(own)} px, classical {kernel_extent(classical)} px",
               flush=True)
     return 0

@@ -20,12 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data.degrade import add_noise, blur_linear, quantise
 from training.data.kernels import splat
-from training.data.protocol import seed_for
+from training.data.protocol import blurred_pair, seed_for
 
 FAMILIES = ("walk", "tremor", "arc", "smooth", "line")
-NOISE = 0.01
 CROP = 512
 MAX_CROPS_PER_PHOTO = 4
 MAX_CENTROID_OFFSET = 5.0
@@ -139,9 +137,4 @@ def independent_cases(photos: list[tuple[str, np.ndarray]], seed: int = 7
             family = FAMILIES[index % len(FAMILIES)]
             index += 1
             kernel = independent_kernel(rng, family)
-            region = photo[y:y + CROP, x:x + CROP]
-            blurred = blur_linear(region, kernel)
-            m = (kernel.shape[0] - 1) // 2
-            reference = region[m:m + blurred.shape[0], m:m + blurred.shape[1]]
-            blurred = quantise(add_noise(blurred, rng, shot=0.0, read=NOISE))
-            yield case, blurred, quantise(reference), family, kernel
+            yield (case, *blurred_pair(photo[y:y + CROP, x:x + CROP], kernel, rng), family, kernel)

@@ -37,8 +37,13 @@ def protocol_pair(sharp: np.ndarray, name: str, seed: int = 2024) -> tuple[np.nd
     """(blurred, sharp reference, kernel family, kernel) for one photo (float32 RGB in [0, 1])."""
     rng = np.random.default_rng(seed_for(name, seed))
     family, kernel = protocol_kernel(rng)
+    return (*blurred_pair(sharp, kernel, rng), family, kernel)
+
+
+def blurred_pair(sharp: np.ndarray, kernel: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(blurred, sharp reference): `kernel` in linear light, the 'valid' region only (no border is guessed
+    on either side), then the protocol's noise and 8-bit rounding. Every validation protocol degrades so."""
     blurred = blur_linear(sharp, kernel)
     m = (kernel.shape[0] - 1) // 2
     reference = sharp[m:m + blurred.shape[0], m:m + blurred.shape[1]]
-    blurred = quantise(add_noise(blurred, rng, shot=0.0, read=NOISE))
-    return blurred, quantise(reference), family, kernel
+    return quantise(add_noise(blurred, rng, shot=0.0, read=NOISE)), quantise(reference)
