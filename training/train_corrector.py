@@ -1,6 +1,6 @@
 """`deblur-train-corrector`: train the kernel corrector (training/kernel_corrector.py) and export it to ONNX.
 
-    deblur-train-corrector --out runs/corrector1 [--samples 6000 --steps 3000]
+    deblur-train-corrector --out runs/corrector1 [--samples 6000 --steps 3000] [--kernel-weights W ...]
 
 Samples come from the training split only: every seventh training photo is held out for this run's own
 validation, so neither validation protocol's photos are touched. Each sample is a synthetic blur of a
@@ -31,6 +31,7 @@ from service.kernel_aware import HINT_CANVAS
 from service.kernel_correction import LOG_FLOOR, LOG_SCALE, correction_maps
 from service.kernel_estimation import centre_on_centroid
 from training.data.folders import DataError, is_validation, list_images, load_photos
+from training.data.kernels import FAMILIES
 from training.data.synthesis import SyntheticPairs
 from training.kernel_corrector import build_corrector, dihedral, kernel_l1, to_onnx
 
@@ -86,7 +87,8 @@ def train(args: argparse.Namespace) -> Path:
     if not train_photos or not val_photos:
         raise DataError(f"{args.photos}: too few training photos of at least {min_side} px for a corrector")
     guide = Engine(args.guide, providers=("cpu",), threads=1)
-    blur = dict(max_blur=args.canvas - 4.0, max_motion=args.canvas - 4.0)  # the kernel's canvas fits the support
+    blur = dict(max_blur=args.canvas - 4.0, max_motion=args.canvas - 4.0,  # the kernel's canvas fits the support
+                kernel_weights=args.kernel_weights)
     val = make_samples(SyntheticPairs(val_photos, args.crop, args.seed + 1, augment=False, **blur), guide,
                        args.val_samples, args.canvas, args.out / "samples-val.npz")
     data = make_samples(SyntheticPairs(train_photos, args.crop, args.seed, **blur), guide, args.samples,
@@ -127,6 +129,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.12, help="the own protocol's held-out share (kept out)")
     p.add_argument("--canvas", type=int, default=HINT_CANVAS, help="kernel support (px, odd)")
     p.add_argument("--crop", type=int, default=384, help="side of each training crop (px)")
+    p.add_argument("--kernel-weights", type=float, nargs="+", metavar="W",
+                   help=f"how often each kernel family is drawn, in the order {' '.join(FAMILIES)} "
+                        "(default: the training generator's; missing trailing families are off)")
     p.add_argument("--samples", type=int, default=6000)
     p.add_argument("--val-samples", type=int, default=400)
     p.add_argument("--steps", type=int, default=3000)
@@ -143,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.canvas % 2 == 0 or args.canvas < 9:
         print(f"deblur-train-corrector: --canvas must be odd and at least 9, got {args.canvas}", file=sys.stderr)
+        return 2
+    weights = args.kernel_weights
+    if weights is not None and (len(weights) > len(FAMILIES) or min(weights) < 0 or sum(weights) <= 0):
+        print(f"deblur-train-corrector: --kernel-weights takes up to {len(FAMILIES)} non-negative weights "
+              f"({' '.join(FAMILIES)}) with a positive sum, got {' '.join(map(str, weights))}", file=sys.stderr)
         return 2
     try:
         train(args)

@@ -3,6 +3,7 @@ CLI trains, exports and hands the service a corrector that returns a PSF."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +52,9 @@ def test_the_cli_trains_exports_and_the_service_loads_it(photo_dir: Path, identi
     code = corrector_main(["--out", str(out), "--photos", str(photo_dir), "--guide",
                            str(identity_onnx), "--canvas", "15", "--crop", "64",
                            "--samples", "6", "--val-samples", "2", "--steps", "2", "--log-every", "1",
-                           "--width", "4", "--val-fraction", "0.2"])
+                           "--width", "4", "--val-fraction", "0.2", "--kernel-weights", "0", "0", "0", "0", "0", "1"])
     assert code == 0
+    assert json.loads((out / "config.json").read_text())["kernel_weights"] == [0, 0, 0, 0, 0, 1]
     log = (out / "log.csv").read_text().splitlines()
     assert log[0].startswith("step,") and len(log) == 3
     corrector = KernelCorrector(out / "corrector.onnx")
@@ -65,6 +67,10 @@ def test_the_cli_trains_exports_and_the_service_loads_it(photo_dir: Path, identi
 def test_bad_settings_and_files_are_refused_with_one_line(identity_onnx: Path, tmp_path: Path, capsys) -> None:
     assert corrector_main(["--out", str(tmp_path / "a"), "--canvas", "16"]) == 2
     assert "--canvas must be odd" in capsys.readouterr().err
+    for weights in (["1", "-1"], ["0", "0"], ["1"] * 7):
+        assert corrector_main(["--out", str(tmp_path / "w"), "--kernel-weights", *weights]) == 2
+        assert "--kernel-weights takes up to 6 non-negative weights (shake line defocus blob gaussian curve)" \
+            in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
     assert corrector_main(["--out", str(tmp_path / "b"), "--photos", str(empty)]) == 2

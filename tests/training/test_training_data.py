@@ -41,14 +41,42 @@ def test_kernels_are_reproducible_per_seed_and_differ_across_seeds() -> None:
     assert a.shape != c.shape or not np.array_equal(a, c)
 
 
+def test_the_curve_family_is_off_by_default_so_earlier_draws_are_unchanged() -> None:
+    """Runs and the own protocol made before the family existed pass five weights; they must draw the
+    very same kernels as the default, which lists curve last at weight 0."""
+    historical = kernels.DEFAULT_KERNEL_WEIGHTS[:5]
+    assert kernels.DEFAULT_KERNEL_WEIGHTS[5:] == (0.0,)
+    for seed in range(40):
+        a = kernels.random_kernel(np.random.default_rng(seed), 41, historical)
+        b = kernels.random_kernel(np.random.default_rng(seed), 41)
+        assert a[0] == b[0] != "curve" and np.array_equal(a[1], b[1])
+    with pytest.raises(ValueError, match="7 kernel weights for 6 families"):
+        kernels.random_kernel(np.random.default_rng(0), 41, (1,) * 7)
+
+
+def test_curves_vary_in_shape_and_keep_their_mass_off_the_canvas_border() -> None:
+    """Random curves: straight strokes to bends, never clipped (an uneven dwell moves the centroid)."""
+    rng = np.random.default_rng(2)
+    bends = []
+    for _ in range(40):
+        k = kernels.curve_kernel(rng, rng.uniform(9, 57))
+        border = np.concatenate([k[0], k[-1], k[:, 0], k[:, -1]])
+        assert border.sum() < 1e-3  # a clipped path would pile its overshoot up on the border
+        rows, cols = np.nonzero(k > 0.05 * k.max())
+        points = np.stack([rows, cols], 1).astype(float)
+        spread = np.linalg.svd(points - points.mean(0), compute_uv=False)
+        bends.append(spread[1] / spread[0])  # 0 for a straight stroke, larger when the path bends
+    assert min(bends) < 0.1 and max(bends) > 0.4
+
+
 def test_max_motion_widens_shake_and_streak_extents_only() -> None:
-    """0 keeps the historical cap (35 px: canvases ≤ 37), a larger max_motion reaches past it, and the
-    other families keep max_extent's caps."""
+    """0 keeps the historical cap (35 px: canvases ≤ 37), a larger max_motion reaches past it (for
+    curves too), and the other families keep max_extent's caps."""
     def canvases(max_motion: float, weights: tuple[float, ...]) -> list[int]:
         rng = np.random.default_rng(11)
         return [kernels.random_kernel(rng, 41, weights, max_motion)[1].shape[0] for _ in range(120)]
 
-    for motion_family in ((1, 0, 0, 0, 0), (0, 1, 0, 0, 0)):
+    for motion_family in ((1, 0, 0, 0, 0), (0, 1, 0, 0, 0), (0, 0, 0, 0, 0, 1)):
         assert max(canvases(0, motion_family)) <= 37
         wide = canvases(55, motion_family)
         assert max(wide) > 45 and max(wide) <= 57
