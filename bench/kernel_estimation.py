@@ -1,6 +1,6 @@
 """Kernel-estimation benchmark (issue 15): every estimator scored the same way on both protocols.
 
-    python -m bench.kernel_estimation [--guide runs/estimator1/guide.onnx] [--corrector runs/corrector1/corrector.onnx]
+    python -m bench.kernel_estimation [--guide runs/estimator1/guide.onnx] [--corrector models/corrector2.onnx ...]
                                       [--spectral] [--map] [--refiner runs/hinted1-18000/export/refiner.onnx]
                                       [--limit N] [--ceiling] [--markdown]
     python -m bench.kernel_estimation --tune [--limit 16]   # how support_kernel's defaults were chosen
@@ -172,7 +172,7 @@ def tuning_grid(model: Path) -> dict[str, Estimator]:
             for fraction in (0.03, 0.1, 0.3) for ridge in (0.1, 0.3, 1.0, 3.0)}
 
 
-def estimators(model: Path, guide: Path | None, corrector: Path | None = None,
+def estimators(model: Path, guide: Path | None, correctors: list[Path] = (),
                with_spectral: bool = False, with_map: bool = False) -> dict[str, Estimator]:
     shipped = guide_of(Engine(model, providers=("cpu",), threads=1))
     found: dict[str, Estimator] = {
@@ -185,18 +185,17 @@ def estimators(model: Path, guide: Path | None, corrector: Path | None = None,
     if guide:
         learned = guide_of(Engine(guide, providers=("cpu",), threads=1))
         found[f"learned guide ({guide.parent.name})"] = guided(learned, EDGE_FRACTION)
-    fallback = None
-    if corrector:
-        fallback = corrected(shipped, KernelCorrector(corrector))
-        found[f"learned corrector ({corrector.parent.name}/{corrector.stem}) of the service's estimate"] = fallback
+    learned = [corrected(shipped, KernelCorrector(path)) for path in correctors]
+    for path, estimate in zip(correctors, learned, strict=True):
+        found[f"learned corrector ({path.parent.name}/{path.stem}) of the service's estimate"] = estimate
     if with_spectral:
         found["spectral + phase retrieval, 180° by the shipped model"] = spectral(shipped)
     if with_map:
         classical = LastImage(lambda blurred, _truth: map_kernel(blurred, MAP_CANVAS))
         found[f"classical coarse-to-fine MAP, L0 prior ({MAP_CANVAS} px canvas)"] = classical
-        if fallback:
+        if learned:
             found[f"hybrid: the MAP estimate where it spans ≥ {HYBRID_EXTENT} px, else the corrector's "
-                  "(time: the corrector's only, the MAP row's is cached)"] = hybrid(classical, fallback)
+                  "(time: the corrector's only, the MAP row's is cached)"] = hybrid(classical, learned[0])
     return found
 
 
@@ -233,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     p = base_parser("kernel_estimation", __doc__.splitlines()[0])
     p.add_argument("--guide", type=Path, help="a trained guide network (ONNX, e.g. a deblur-export of a "
                    "deblur-train-estimator run)")
-    p.add_argument("--corrector", type=Path, help="a trained kernel corrector (ONNX, from deblur-train-corrector)")
+    p.add_argument("--corrector", type=Path, nargs="+", default=[], help="trained kernel correctors (ONNX, from "
+                   "deblur-train-corrector), a row each; the first is the hybrid's fallback")
     p.add_argument("--spectral", action="store_true", help="also score the spectral estimate (Goldstein & Fattal "
                    "style, bench/spectral_kernel.py)")
     p.add_argument("--map", action="store_true", help="also score the classical coarse-to-fine MAP estimate "

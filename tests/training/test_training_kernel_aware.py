@@ -195,12 +195,14 @@ def test_kernel_estimation_bench_scores_a_corrector_and_each_estimate_through_a_
     from bench.kernel_estimation import main as bench_main
     from training.kernel_corrector import build_corrector, to_onnx
     own, independent = _photo_folders(tmp_path, make_photo)
-    onnx.save(to_onnx(build_corrector(15, width=2)), tmp_path / "corrector.onnx")
+    for name in ("corrector", "second"):
+        onnx.save(to_onnx(build_corrector(15, width=2)), tmp_path / f"{name}.onnx")
     assert bench_main(["--photos", str(own), "--independent", str(independent), "--limit", "1",
-                       "--corrector", str(tmp_path / "corrector.onnx"), "--map",
+                       "--corrector", str(tmp_path / "corrector.onnx"), str(tmp_path / "second.onnx"), "--map",
                        "--refiner", str(_half_photo_half_hint(tmp_path, identity_onnx))]) == 0
     table = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| own")]
-    assert len(table) == 7 and any("learned corrector" in row[2] for row in table)
+    learned = [row[2].strip() for row in table if "learned corrector" in row[2]]
+    assert len(table) == 8 and len(learned) == 2 and "/second)" in learned[1]  # a row per corrector
     assert any("hybrid" in row[2] for row in table)
     ceiling = next(row for row in table if "true kernel" in row[2])
     assert ceiling[9].strip() == ceiling[10].strip()  # the chain fed the true kernel is the true-kernel chain
