@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from service.kernel_aware import CORRECTED_HINT_NAME, HINT_NAMES
-from training.data.kernels import DEFAULT_KERNEL_WEIGHTS
+from training.data.kernels import DEFAULT_KERNEL_WEIGHTS, check_kernel_weights
 from training.data.realism import Realism
 
 # the fields that name one of a few implementations; checked when a config loads, not steps into a run
@@ -37,7 +37,7 @@ class Config:
     max_blur: float = 41.0                      # largest kernel extent (px)
     max_motion: float = 0.0                     # training samples' largest shake/streak extent (px); 0 = min(35,
                                                 # max_blur), what validation crops always use (comparable runs)
-    kernel_weights: tuple[float, ...] = DEFAULT_KERNEL_WEIGHTS  # shake, line, defocus, blob, gaussian
+    kernel_weights: tuple[float, ...] = DEFAULT_KERNEL_WEIGHTS  # shake, line, defocus, blob, gaussian, curve
     max_noise: float = 0.02
     jpeg_prob: float = 0.25
     # realism steps (training/data/realism.py, docs/training.md#blur-synthesis): each fires per training
@@ -118,6 +118,10 @@ class Config:
         if cfg.max_motion != 0 and not cfg.max_motion >= 3:
             raise ValueError(f"config key 'max_motion' is 0 (validation's cap) or an extent of at least 3 px: "
                              f"{cfg.max_motion!r} is neither")
+        try:
+            check_kernel_weights(cfg.kernel_weights)
+        except ValueError as error:
+            raise ValueError(f"config key 'kernel_weights': {error}") from None
         if (cfg.hint == CORRECTED_HINT_NAME) != bool(cfg.hint_corrector):
             raise ValueError(f"hint {CORRECTED_HINT_NAME!r} and hint_corrector go together: hint is {cfg.hint!r}, "
                              f"hint_corrector is {cfg.hint_corrector!r}")

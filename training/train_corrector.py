@@ -31,7 +31,7 @@ from service.kernel_aware import HINT_CANVAS
 from service.kernel_correction import LOG_FLOOR, LOG_SCALE, correction_maps
 from service.kernel_estimation import centre_on_centroid
 from training.data.folders import DataError, is_validation, list_images, load_photos
-from training.data.kernels import FAMILIES
+from training.data.kernels import DEFAULT_KERNEL_WEIGHTS, FAMILIES, check_kernel_weights
 from training.data.synthesis import SyntheticPairs
 from training.kernel_corrector import build_corrector, dihedral, kernel_l1, to_onnx
 
@@ -149,10 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.canvas % 2 == 0 or args.canvas < 9:
         print(f"deblur-train-corrector: --canvas must be odd and at least 9, got {args.canvas}", file=sys.stderr)
         return 2
-    weights = args.kernel_weights
-    if weights is not None and (len(weights) > len(FAMILIES) or min(weights) < 0 or sum(weights) <= 0):
-        print(f"deblur-train-corrector: --kernel-weights takes up to {len(FAMILIES)} non-negative weights "
-              f"({' '.join(FAMILIES)}) with a positive sum, got {' '.join(map(str, weights))}", file=sys.stderr)
+    try:
+        check_kernel_weights(tuple(args.kernel_weights or DEFAULT_KERNEL_WEIGHTS))
+    except ValueError as error:
+        print(f"deblur-train-corrector: --kernel-weights: {error}", file=sys.stderr)
         return 2
     try:
         train(args)

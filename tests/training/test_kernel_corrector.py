@@ -69,8 +69,8 @@ def test_bad_settings_and_files_are_refused_with_one_line(identity_onnx: Path, t
     assert "--canvas must be odd" in capsys.readouterr().err
     for weights in (["1", "-1"], ["0", "0"], ["1"] * 7):
         assert corrector_main(["--out", str(tmp_path / "w"), "--kernel-weights", *weights]) == 2
-        assert "--kernel-weights takes up to 6 non-negative weights (shake line defocus blob gaussian curve)" \
-            in capsys.readouterr().err
+        assert ("--kernel-weights: kernel weights are up to 6 non-negative numbers (shake line defocus blob "
+                "gaussian curve) with a positive sum, got " + " ".join(weights)) in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
     assert corrector_main(["--out", str(tmp_path / "b"), "--photos", str(empty)]) == 2

@@ -50,7 +50,7 @@ def test_the_curve_family_is_off_by_default_so_earlier_draws_are_unchanged() -> 
         a = kernels.random_kernel(np.random.default_rng(seed), 41, historical)
         b = kernels.random_kernel(np.random.default_rng(seed), 41)
         assert a[0] == b[0] != "curve" and np.array_equal(a[1], b[1])
-    with pytest.raises(ValueError, match="7 kernel weights for 6 families"):
+    with pytest.raises(ValueError, match="up to 6 non-negative numbers .* got 1 1 1 1 1 1 1"):
         kernels.random_kernel(np.random.default_rng(0), 41, (1,) * 7)
 
 
@@ -89,6 +89,12 @@ def test_max_motion_applies_to_training_samples_only(tiny_overrides: list[str]) 
     assert (train.max_motion, val.max_motion) == (21, 0)
     with pytest.raises(ValueError, match="'max_motion' is 0 .* or an extent of at least 3 px: 2.0 is neither"):
         Config.load(None, [*tiny_overrides, "max_motion=2"])
+
+
+def test_kernel_weights_in_a_config_are_checked_when_it_loads(tiny_overrides: list[str]) -> None:
+    for weights in ("[1,1,1,1,1,1,1]", "[1,-1]", "[0,0]"):
+        with pytest.raises(ValueError, match="config key 'kernel_weights': kernel weights are up to 6"):
+            Config.load(None, [*tiny_overrides, f"kernel_weights={weights}"])
 
 
 def test_line_kernel_spans_its_length() -> None:

@@ -18,6 +18,13 @@ MOTION_CAP = 35.0  # shake/streak/curve extent cap (px) of the validation sample
 DEFAULT_KERNEL_WEIGHTS = (0.4, 0.25, 0.1, 0.15, 0.1, 0.0)
 
 
+def check_kernel_weights(weights: tuple[float, ...]) -> None:
+    """ValueError unless `weights` are up to one non-negative weight per family with a positive sum."""
+    if len(weights) > len(FAMILIES) or min(weights, default=-1) < 0 or sum(weights) <= 0:
+        raise ValueError(f"kernel weights are up to {len(FAMILIES)} non-negative numbers ({' '.join(FAMILIES)}) "
+                         f"with a positive sum, got {' '.join(f'{w:g}' for w in weights) or 'none'}")
+
+
 def _rasterise(points: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
     """Splat sub-pixel (x, y) points bilinearly onto a size×size canvas centred on their centroid."""
     return splat(points - np.average(points, axis=0, weights=weights) + (size - 1) / 2, weights, size)
@@ -160,8 +167,7 @@ def random_kernel(rng: np.random.Generator, max_extent: float = 41.0,
     shake trajectories, straight streaks and random curves (0 = the historical min(35, max_extent)), `max_extent` or
     less for the rest."""
     motion = max_motion or min(MOTION_CAP, max_extent)
-    if len(weights) > len(FAMILIES):
-        raise ValueError(f"{len(weights)} kernel weights for {len(FAMILIES)} families {FAMILIES}")
+    check_kernel_weights(weights)
     weights = np.pad(np.asarray(weights, np.float64), (0, len(FAMILIES) - len(weights)))
     family = FAMILIES[rng.choice(len(FAMILIES), p=weights / np.sum(weights))]
     if family == "shake":
