@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -172,7 +172,7 @@ def tuning_grid(model: Path) -> dict[str, Estimator]:
             for fraction in (0.03, 0.1, 0.3) for ridge in (0.1, 0.3, 1.0, 3.0)}
 
 
-def estimators(model: Path, guide: Path | None, correctors: list[Path] = (),
+def estimators(model: Path, guide: Path | None, correctors: Sequence[Path] = (),
                with_spectral: bool = False, with_map: bool = False) -> dict[str, Estimator]:
     shipped = guide_of(Engine(model, providers=("cpu",), threads=1))
     found: dict[str, Estimator] = {

@@ -164,8 +164,8 @@ def random_kernel(rng: np.random.Generator, max_extent: float = 41.0,
                   weights: tuple[float, ...] = DEFAULT_KERNEL_WEIGHTS,
                   max_motion: float = 0.0) -> tuple[str, np.ndarray]:
     """One kernel from a random family, its extent uniform up to the family's cap: `max_motion` for
-    shake trajectories, straight streaks and random curves (0 = the historical min(35, max_extent)), `max_extent` or
-    less for the rest."""
+    shake trajectories, straight streaks and random curves (0 = the historical min(35, max_extent)),
+    `max_extent` or less for the rest."""
     motion = max_motion or min(MOTION_CAP, max_extent)
     check_kernel_weights(weights)
     weights = np.pad(np.asarray(weights, np.float64), (0, len(FAMILIES) - len(weights)))
