@@ -185,17 +185,17 @@ def estimators(model: Path, guide: Path | None, correctors: Sequence[Path] = (),
     if guide:
         learned = guide_of(Engine(guide, providers=("cpu",), threads=1))
         found[f"learned guide ({guide.parent.name})"] = guided(learned, EDGE_FRACTION)
-    learned = [corrected(shipped, KernelCorrector(path)) for path in correctors]
-    for path, estimate in zip(correctors, learned, strict=True):
+    corrected_rows = [corrected(shipped, KernelCorrector(path)) for path in correctors]
+    for path, estimate in zip(correctors, corrected_rows, strict=True):
         found[f"learned corrector ({path.parent.name}/{path.stem}) of the service's estimate"] = estimate
     if with_spectral:
         found["spectral + phase retrieval, 180° by the shipped model"] = spectral(shipped)
     if with_map:
         classical = LastImage(lambda blurred, _truth: map_kernel(blurred, MAP_CANVAS))
         found[f"classical coarse-to-fine MAP, L0 prior ({MAP_CANVAS} px canvas)"] = classical
-        if learned:
+        if corrected_rows:
             found[f"hybrid: the MAP estimate where it spans ≥ {HYBRID_EXTENT} px, else the corrector's "
-                  "(time: the corrector's only, the MAP row's is cached)"] = hybrid(classical, learned[0])
+                  "(time: the corrector's only, the MAP row's is cached)"] = hybrid(classical, corrected_rows[0])
     return found
 
 

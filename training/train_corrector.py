@@ -31,7 +31,7 @@ from service.kernel_aware import HINT_CANVAS
 from service.kernel_correction import LOG_FLOOR, LOG_SCALE, correction_maps
 from service.kernel_estimation import centre_on_centroid
 from training.data.folders import DataError, is_validation, list_images, load_photos
-from training.data.kernels import DEFAULT_KERNEL_WEIGHTS, FAMILIES, check_kernel_weights
+from training.data.kernels import FAMILIES, check_kernel_weights
 from training.data.synthesis import SyntheticPairs
 from training.kernel_corrector import build_corrector, dihedral, kernel_l1, to_onnx
 
@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deblur-train-corrector: --canvas must be odd and at least 9, got {args.canvas}", file=sys.stderr)
         return 2
     try:
-        check_kernel_weights(tuple(args.kernel_weights or DEFAULT_KERNEL_WEIGHTS))
+        if args.kernel_weights is not None:
+            check_kernel_weights(tuple(args.kernel_weights))
     except ValueError as error:
         print(f"deblur-train-corrector: --kernel-weights: {error}", file=sys.stderr)
         return 2
