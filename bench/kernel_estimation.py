@@ -185,7 +185,7 @@ def estimators(model: Path, guide: Path | None, correctors: Sequence[Path] = (),
     if guide:
         learned = guide_of(Engine(guide, providers=("cpu",), threads=1))
         found[f"learned guide ({guide.parent.name})"] = guided(learned, EDGE_FRACTION)
-    corrected_rows = [corrected(shipped, KernelCorrector(path)) for path in correctors]
+    corrected_rows = [corrected(shipped, KernelCorrector(path, guide=shipped)) for path in correctors]
     for path, estimate in zip(correctors, corrected_rows, strict=True):
         found[f"learned corrector ({path.parent.name}/{path.stem}) of the service's estimate"] = estimate
     if with_spectral:

@@ -171,7 +171,7 @@ class Engine:
         # kernel is estimated against a plain model's output: that guide is a second Engine.
         self.guide = self._load_guide(path, meta, providers=providers, tile_size=tile_size, tile_overlap=tile_overlap,
                                       tile_batch=tile_batch, threads=threads, warmup=warmup)
-        self.corrector = self._load_corrector(path, meta)
+        self.corrector = self._load_corrector(path, meta, self.guide)
         self.kernel_of: KernelOf = self.corrector or estimate_kernel  # the hint's estimator
         self.provider: str = self.session.get_providers()[0]
         if "cuda" in self.providers_requested and self.provider != PROVIDER_NAMES["cuda"]:
@@ -207,7 +207,7 @@ class Engine:
         return engine
 
     @staticmethod
-    def _load_corrector(path: Path, meta: dict[str, str]) -> KernelCorrector | None:
+    def _load_corrector(path: Path, meta: dict[str, str], guide: Engine | None) -> KernelCorrector | None:
         hint, named = meta.get(Meta.HINT), meta.get(Meta.HINT_CORRECTOR, "")
         if hint != CORRECTED_HINT_NAME:
             if named:
@@ -217,7 +217,7 @@ class Engine:
         if not named or not corrector.is_file() or corrector.resolve() == path.resolve():
             raise ModelError(f"{path}: its kernel corrector {named!r} must be another file beside it")
         try:
-            return KernelCorrector(corrector)
+            return KernelCorrector(corrector, guide=lambda photo: guide.deblur(photo).image)
         except ValueError as exc:
             raise ModelError(f"{path}: {exc}") from None
 
@@ -348,7 +348,8 @@ class Engine:
                 "guide": {"name": self.guide.info.name, "version": self.guide.info.version,
                           "sha256": self.guide.info.sha256},
                 "corrector": None if self.corrector is None else {"file": self.corrector.path.name,
-                                                                  "canvas": self.corrector.canvas},
+                                                                  "canvas": self.corrector.canvas,
+                                                                  "cross_scale": self.corrector.maps.cross_scale},
             },
             "metadata": i.metadata,
         }

@@ -7,8 +7,8 @@ validation, so neither validation protocol's photos are touched. Each sample is 
 random crop (the training generator's kernels, up to the canvas), the frozen guide's output on it, and
 the maps the service builds from the two (`correction_maps`). The maps are cached in the run folder, so a
 second run with other net settings skips the slow part. Writes samples-*.npz, log.csv (the loss over the
-last steps; validation kernel L1 of the corrected kernel beside the service's estimate's), config.json,
-corrector.weights.h5 and corrector.onnx (parity-checked against Keras).
+last steps; validation kernel L1 and Wiener excess of the corrected kernel beside the service's
+estimate's), config.json, corrector.weights.h5 and corrector.onnx (parity-checked against Keras).
 """
 
 from __future__ import annotations
@@ -28,28 +28,31 @@ import onnxruntime as ort
 
 from service.engine import Engine
 from service.kernel_aware import HINT_CANVAS
-from service.kernel_correction import LOG_FLOOR, LOG_SCALE, correction_maps
+from service.kernel_correction import LOG_FLOOR, LOG_SCALE, MapMaker
 from service.kernel_estimation import centre_on_centroid
 from training.data.folders import DataError, is_validation, list_images, load_photos
 from training.data.kernels import FAMILIES, check_kernel_weights
 from training.data.synthesis import SyntheticPairs
-from training.kernel_corrector import build_corrector, dihedral, kernel_l1, to_onnx
+from training.kernel_corrector import LOSS_NAMES, build_corrector, corrector_loss, dihedral, to_onnx, wiener_excess_db
 
 log = logging.getLogger("deblur-train-corrector")
-FIELDS = ["step", "wall_s", "lr", "loss", "val_kernel_l1", "val_estimate_l1"]
+FIELDS = ["step", "wall_s", "lr", "loss", "val_kernel_l1", "val_estimate_l1", "val_wiener_db", "val_estimate_wiener_db"]
 HELD_OUT_EVERY = 7  # every seventh training-split photo validates this run
 
 
-def make_samples(source: SyntheticPairs, guide: Engine, count: int, canvas: int, path: Path) -> dict[str, np.ndarray]:
-    """count × (maps, the true kernel centred on the canvas), cached at `path` (reused when it holds `count`)."""
+def make_samples(source: SyntheticPairs, maps_of: MapMaker, guide: Engine, count: int, path: Path
+                 ) -> dict[str, np.ndarray]:
+    """count × (the maps a corrector reads, the true kernel centred on the canvas), cached at `path`
+    (reused when it holds `count` samples of the same shape)."""
+    canvas, channels = maps_of.canvas, maps_of.channels
     if path.is_file():
         with np.load(path) as cached:
-            if len(cached["kernels"]) == count:
+            if len(cached["kernels"]) == count and cached["maps"].shape[1:] == (2 * canvas - 1,) * 2 + (channels,):
                 return dict(cached)
     maps, kernels, start = [], [], time.perf_counter()
     for index in range(count):
         blurred, _, kernel = source.with_kernel(index)
-        sample_maps, _ = correction_maps(blurred, guide.deblur(blurred).image, canvas)
+        sample_maps = maps_of(blurred, guide.deblur(blurred).image)
         maps.append(sample_maps)
         kernels.append(centre_on_centroid(kernel.astype(np.float64), canvas).astype(np.float32))
         if (index + 1) % 500 == 0:
@@ -59,11 +62,19 @@ def make_samples(source: SyntheticPairs, guide: Engine, count: int, canvas: int,
     return samples
 
 
-def estimate_l1(samples: dict[str, np.ndarray], canvas: int) -> float:
-    """The service's own estimate (channel 0 holds its log) scored like the corrector."""
+def given_estimate(samples: dict[str, np.ndarray], canvas: int) -> np.ndarray:
+    """The service's own estimate, read back from channel 0 (its log), so it is scored like the corrector."""
     start = canvas // 2
     estimate = np.exp((samples["maps"][:, start:start + canvas, start:start + canvas, 0] - 1) * LOG_SCALE) - LOG_FLOOR
-    return float(np.abs(np.clip(estimate, 0, None) - samples["kernels"]).sum((1, 2)).mean())
+    return np.clip(estimate, 0, None).astype(np.float32)
+
+
+def scores(kernels: np.ndarray, true: np.ndarray) -> tuple[float, float]:
+    """(mean kernel L1, mean Wiener excess in dB) of estimates against the true kernels."""
+    kernels = kernels / np.maximum(kernels.sum((1, 2), keepdims=True), 1e-12)
+    excess = np.concatenate([wiener_excess_db(true[i:i + 64], kernels[i:i + 64]).numpy()
+                             for i in range(0, len(true), 64)])
+    return float(np.abs(kernels - true).sum((1, 2)).mean()), float(excess.mean())
 
 
 def check_parity(corrector: keras.Model, model: onnx.ModelProto, maps: np.ndarray, tolerance: float = 1e-4) -> float:
@@ -89,14 +100,16 @@ def train(args: argparse.Namespace) -> Path:
     guide = Engine(args.guide, providers=("cpu",), threads=1)
     blur = dict(max_blur=args.canvas - 4.0, max_motion=args.canvas - 4.0,  # the kernel's canvas fits the support
                 kernel_weights=args.kernel_weights)
-    val = make_samples(SyntheticPairs(val_photos, args.crop, args.seed + 1, augment=False, **blur), guide,
-                       args.val_samples, args.canvas, args.out / "samples-val.npz")
-    data = make_samples(SyntheticPairs(train_photos, args.crop, args.seed, **blur), guide, args.samples,
-                        args.canvas, args.out / "samples-train.npz")
-    corrector = build_corrector(args.canvas, args.width)
+    maps_of = MapMaker(args.canvas, args.cross_scale, lambda photo: guide.deblur(photo).image)
+    val = make_samples(SyntheticPairs(val_photos, args.crop, args.seed + 1, augment=False, **blur), maps_of, guide,
+                       args.val_samples, args.out / "samples-val.npz")
+    data = make_samples(SyntheticPairs(train_photos, args.crop, args.seed, **blur), maps_of, guide, args.samples,
+                        args.out / "samples-train.npz")
+    corrector = build_corrector(args.canvas, args.width, channels=maps_of.channels)
     schedule = keras.optimizers.schedules.CosineDecay(args.lr, args.steps, alpha=0.02)
-    corrector.compile(keras.optimizers.AdamW(schedule, weight_decay=1e-4, clipnorm=1.0), loss=kernel_l1)
-    baseline = estimate_l1(val, args.canvas)
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=1e-4, clipnorm=1.0)
+    corrector.compile(optimizer, loss=corrector_loss(args.loss, args.l1_weight))
+    baseline = scores(given_estimate(val, args.canvas), val["kernels"])
     rng, losses, start = np.random.default_rng(args.seed), [], time.perf_counter()
     with open(args.out / "log.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -106,12 +119,13 @@ def train(args: argparse.Namespace) -> Path:
             batch = dihedral(data["maps"][chosen], data["kernels"][chosen], rng)
             losses.append(float(corrector.train_on_batch(*batch)))
             if step % args.log_every == 0 or step == args.steps:
-                predicted = corrector.predict(val["maps"], batch_size=64, verbose=0)
-                val_l1 = float(np.abs(predicted - val["kernels"]).sum((1, 2)).mean())
+                val_l1, val_db = scores(corrector.predict(val["maps"], batch_size=64, verbose=0), val["kernels"])
                 writer.writerow([step, f"{time.perf_counter() - start:.1f}", f"{float(schedule(step)):.2e}",
-                                 f"{np.mean(losses[-args.log_every:]):.4f}", f"{val_l1:.4f}", f"{baseline:.4f}"])
+                                 f"{np.mean(losses[-args.log_every:]):.4f}", f"{val_l1:.4f}", f"{baseline[0]:.4f}",
+                                 f"{val_db:.3f}", f"{baseline[1]:.3f}"])
                 handle.flush()
-                log.info("step %d: validation kernel L1 %.3f (the estimate: %.3f)", step, val_l1, baseline)
+                log.info("step %d: validation kernel L1 %.3f, Wiener excess %.2f dB (the estimate: %.3f, %.2f dB)",
+                         step, val_l1, val_db, *baseline)
                 corrector.save_weights(args.out / "corrector.weights.h5")
     model = to_onnx(corrector)
     error = check_parity(corrector, model, val["maps"][:8])
@@ -136,8 +150,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--val-samples", type=int, default=400)
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--cross-scale", action="store_true",
+                   help="also read the guide's estimate at half size (service/kernel_correction.py: MapMaker)")
     p.add_argument("--width", type=int, default=16, help="channels of every residual block")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--loss", choices=LOSS_NAMES, default="l1",
+                   help="l1: kernel L1; wiener: what Wiener deconvolution loses with the estimate, plus the L1")
+    p.add_argument("--l1-weight", type=float, default=1.0, help="the kernel L1's weight in the wiener loss")
     p.add_argument("--log-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=1234)
     return p

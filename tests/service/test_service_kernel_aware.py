@@ -26,7 +26,7 @@ from service.kernel_aware import (
     estimation_shape,
     wiener_hint,
 )
-from service.kernel_correction import LOG_SCALE
+from service.kernel_correction import LOG_SCALE, KernelCorrector
 from service.settings import Settings
 
 
@@ -122,11 +122,12 @@ def test_deblur_over_http_counts_both_stages(engine: Engine) -> None:
         assert client.get("/model").json()["kernel_aware"]["guide"]["name"] == "guide-test"
 
 
-def corrector_model(path: Path, canvas: int = 15) -> Path:
-    """A kernel corrector of the contract that returns its estimate channel's centre, un-logged."""
-    grid = 2 * canvas - 1
-    start, stop = numpy_helper.from_array(np.array([canvas // 2, canvas // 2, 0], np.int64), "start"), \
-        numpy_helper.from_array(np.array([canvas // 2 + canvas, canvas // 2 + canvas, 1], np.int64), "stop")
+def corrector_model(path: Path, canvas: int = 15, channels: int = 4) -> Path:
+    """A kernel corrector of the contract that returns its estimate channel's centre, un-logged (a
+    cross-scale one: its half-size estimate's)."""
+    grid, channel = 2 * canvas - 1, 0 if channels == 4 else 4
+    start, stop = numpy_helper.from_array(np.array([canvas // 2, canvas // 2, channel], np.int64), "start"), \
+        numpy_helper.from_array(np.array([canvas // 2 + canvas, canvas // 2 + canvas, channel + 1], np.int64), "stop")
     axes = numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes")
     squeeze = numpy_helper.from_array(np.array([3], np.int64), "squeeze")
     scale = numpy_helper.from_array(np.array(LOG_SCALE, np.float32), "scale")
@@ -137,7 +138,7 @@ def corrector_model(path: Path, canvas: int = 15) -> Path:
              helper.make_node("Mul", ["shifted", "scale"], ["log_kernel"]),
              helper.make_node("Exp", ["log_kernel"], ["kernel"])]
     graph = helper.make_graph(nodes, "corrector", [helper.make_tensor_value_info("maps", TensorProto.FLOAT,
-                                                                                 ["N", grid, grid, 4])],
+                                                                                 ["N", grid, grid, channels])],
                               [helper.make_tensor_value_info("kernel", TensorProto.FLOAT, ["N", canvas, canvas])],
                               initializer=[start, stop, axes, squeeze, scale, one])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
@@ -150,10 +151,26 @@ def test_a_corrected_hint_makes_its_kernel_with_the_corrector_beside_it(folder: 
     model = hinted_model(tmp_path / "model.onnx", "guide.onnx", CORRECTED_HINT_NAME, corrector="corrector.onnx")
     engine = Engine(model, providers=["cpu"], tile_size=64, tile_overlap=16, threads=1)
     assert engine.describe()["kernel_aware"]["hint"] == CORRECTED_HINT_NAME
-    assert engine.describe()["kernel_aware"]["corrector"] == {"file": "corrector.onnx", "canvas": 15}
+    assert engine.describe()["kernel_aware"]["corrector"] == {"file": "corrector.onnx", "canvas": 15,
+                                                              "cross_scale": False}
     rgb = np.asarray(photo(100, 80), np.float32) / 255
     hint, kernel = wiener_hint(rgb, lambda window: engine.guide.deblur(rgb[window]).image, engine.corrector)
     assert kernel.shape == (15, 15)  # the corrector's canvas, not the service estimate's 45
+    np.testing.assert_allclose(engine.model_input(rgb)[..., 3:], np.clip(hint, 0, 1), atol=1e-6)
+
+
+def test_a_cross_scale_corrector_is_served_with_the_guides_half_size_pass(folder: Path, tmp_path: Path) -> None:
+    shutil.copy(folder / "guide.onnx", tmp_path / "guide.onnx")
+    corrector_model(tmp_path / "corrector.onnx", channels=6)
+    model = hinted_model(tmp_path / "model.onnx", "guide.onnx", CORRECTED_HINT_NAME, corrector="corrector.onnx")
+    engine = Engine(model, providers=["cpu"], tile_size=64, tile_overlap=16, threads=1)
+    assert engine.describe()["kernel_aware"]["corrector"]["cross_scale"] is True
+    rgb = np.asarray(photo(100, 80), np.float32) / 255
+    halves: list[tuple[int, ...]] = []
+    corrector = KernelCorrector(tmp_path / "corrector.onnx",
+                                guide=lambda half: halves.append(half.shape) or engine.guide.deblur(half).image)
+    hint, _ = wiener_hint(rgb, lambda window: engine.guide.deblur(rgb[window]).image, corrector)
+    assert halves == [(40, 50, 3)]
     np.testing.assert_allclose(engine.model_input(rgb)[..., 3:], np.clip(hint, 0, 1), atol=1e-6)
 
 

@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 from scipy.signal import fftconvolve
 
-from service.kernel_correction import KernelCorrector, correction_maps, gradient_autocorrelation
-from training.kernel_corrector import build_corrector
+from service.kernel_correction import (
+    LOG_FLOOR,
+    LOG_SCALE,
+    KernelCorrector,
+    correction_maps,
+    gradient_autocorrelation,
+    half_size,
+)
+from training.kernel_corrector import build_corrector, wiener_excess_db
 from training.train_corrector import main as corrector_main
 
 
@@ -62,6 +69,53 @@ def test_the_cli_trains_exports_and_the_service_loads_it(photo_dir: Path, identi
     photo = np.random.default_rng(3).random((80, 90, 3)).astype(np.float32)
     kernel = corrector(photo, photo)
     assert kernel.shape == (15, 15) and kernel.min() >= 0 and kernel.sum() == pytest.approx(1)
+
+
+def test_a_cross_scale_corrector_reads_the_guide_at_half_size(photo_dir: Path, identity_onnx: Path,
+                                                              tmp_path: Path) -> None:
+    out = tmp_path / "cross"
+    code = corrector_main(["--out", str(out), "--photos", str(photo_dir), "--guide", str(identity_onnx),
+                           "--canvas", "15", "--crop", "64", "--samples", "4", "--val-samples", "2", "--steps", "2",
+                           "--log-every", "1", "--width", "4", "--val-fraction", "0.2", "--cross-scale",
+                           "--loss", "wiener", "--l1-weight", "0.5"])
+    assert code == 0
+    assert json.loads((out / "config.json").read_text())["l1_weight"] == 0.5
+    with np.load(out / "samples-val.npz") as samples:
+        assert samples["maps"].shape == (2, 29, 29, 6)
+    rows = (out / "log.csv").read_text().splitlines()
+    assert rows[0].endswith("val_wiener_db,val_estimate_wiener_db") and len(rows) == 3
+    with pytest.raises(ValueError, match="needs the guide model to run at half size"):
+        KernelCorrector(out / "corrector.onnx")
+    seen: list[tuple[int, ...]] = []
+    corrector = KernelCorrector(out / "corrector.onnx", guide=lambda photo: seen.append(photo.shape) or photo)
+    kernel = corrector(*(np.random.default_rng(4).random((2, 81, 90, 3)).astype(np.float32)))
+    assert seen == [(40, 45, 3)] and kernel.shape == (15, 15) and kernel.sum() == pytest.approx(1)
+
+
+def test_the_half_size_maps_see_a_long_streak_at_its_length(make_photo) -> None:
+    """A 21 px streak is 10.5 px at half size: the doubled half-size estimate must still span about 21 px."""
+    photo = make_photo(np.random.default_rng(5), 200, 200).astype(np.float32) / 255
+    kernel = np.zeros((21, 21))
+    kernel[10, :] = 1 / 21
+    blurred = np.stack([fftconvolve(photo[..., c], kernel, mode="valid") for c in range(3)], -1).astype(np.float32)
+    sharp = photo[10:-10, 10:-10]
+    maps, _ = correction_maps(blurred, sharp, 31, coarse=(half_size(blurred), half_size(sharp)))
+    coarse_estimate = np.exp((maps[15:46, 15:46, 4] - 1) * LOG_SCALE) - LOG_FLOOR
+    rows = coarse_estimate[14:17].sum(0)  # bilinear doubling spreads a one-row streak over three rows
+    assert coarse_estimate.sum() == pytest.approx(1, abs=0.02) and rows.sum() > 0.9
+    assert 17 <= np.count_nonzero(rows > 0.2 * rows.max()) <= 25, rows.round(3)
+
+
+def test_the_wiener_loss_is_zero_for_a_right_kernel_anywhere_and_grows_with_the_error() -> None:
+    streak = np.zeros((1, 15, 15), np.float32)
+    streak[0, 7, 2:11] = 1 / 9
+    moved = np.roll(streak, (2, -1), axis=(1, 2))
+    blurred = np.full_like(streak, 1 / 225)
+    turned = np.zeros_like(streak)
+    turned[0, 2:11, 7] = 1 / 9
+    excess = [float(wiener_excess_db(streak, k)[0]) for k in (streak, moved, turned, blurred)]
+    assert excess[0] == pytest.approx(0, abs=1e-3) and excess[1] == pytest.approx(0, abs=1e-3)
+    assert 0.5 < excess[2] < excess[3]
 
 
 def test_bad_settings_and_files_are_refused_with_one_line(identity_onnx: Path, tmp_path: Path, capsys) -> None:
