@@ -166,7 +166,8 @@ def test_a_corrected_hint_run_trains_exports_and_serves_with_its_corrector(tiny_
     assert export_main(["--run-dir", str(run_dir), "--out", str(out)]) == 0
     engine = Engine(out, providers=["cpu"], tile_size=64, tile_overlap=16, threads=1)
     assert isinstance(engine.corrector, KernelCorrector) and engine.corrector.path == out.parent / "corrector.onnx"
-    assert engine.describe()["kernel_aware"]["corrector"] == {"file": "corrector.onnx", "canvas": 15}
+    assert engine.describe()["kernel_aware"]["corrector"] == {"file": "corrector.onnx", "canvas": 15,
+                                                              "cross_scale": False}
     rgb = np.random.default_rng(4).random((70, 90, 3)).astype(np.float32)
     assert engine.deblur(rgb).image.shape == rgb.shape
 
