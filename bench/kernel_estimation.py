@@ -120,10 +120,6 @@ class LastImage:
 GuideOf = Callable[[np.ndarray], np.ndarray]  # blurred photo -> a guide network's output for it
 
 
-def guide_of(engine: Engine) -> GuideOf:
-    return lambda blurred: engine.deblur(blurred).image
-
-
 def kernel_extent(kernel: np.ndarray) -> int:
     """The longer side (px) of the box holding the kernel's values above 2 % of its peak."""
     rows, cols = np.nonzero(kernel > 0.02 * kernel.max())
@@ -166,7 +162,7 @@ def map_tuning_grid() -> dict[str, Estimator]:
 
 def tuning_grid(model: Path) -> dict[str, Estimator]:
     """support_kernel with the shipped guide at every (edge fraction, ridge) of the sweep."""
-    guide = LastImage(guide_of(Engine(model, providers=("cpu",), threads=1)))
+    guide = LastImage(Engine(model, providers=("cpu",), threads=1).deblurred)
     return {f"support, top {fraction:.0%} edges, ridge {ridge:g}":
             guided(guide, fraction, functools.partial(support_kernel, ridge=ridge))
             for fraction in (0.03, 0.1, 0.3) for ridge in (0.1, 0.3, 1.0, 3.0)}
@@ -174,7 +170,7 @@ def tuning_grid(model: Path) -> dict[str, Estimator]:
 
 def estimators(model: Path, guide: Path | None, correctors: Sequence[Path] = (),
                with_spectral: bool = False, with_map: bool = False) -> dict[str, Estimator]:
-    shipped = guide_of(Engine(model, providers=("cpu",), threads=1))
+    shipped = Engine(model, providers=("cpu",), threads=1).deblurred
     found: dict[str, Estimator] = {
         "true kernel (ceiling)": lambda b, k: k,
         "9x9 box (mean guess)": lambda b, k: np.full((9, 9), 1 / 81),
@@ -183,7 +179,7 @@ def estimators(model: Path, guide: Path | None, correctors: Sequence[Path] = (),
             guided(shipped, EDGE_FRACTION, support_kernel),
     }
     if guide:
-        learned = guide_of(Engine(guide, providers=("cpu",), threads=1))
+        learned = Engine(guide, providers=("cpu",), threads=1).deblurred
         found[f"learned guide ({guide.parent.name})"] = guided(learned, EDGE_FRACTION)
     corrected_rows = [corrected(shipped, KernelCorrector(path, guide=shipped)) for path in correctors]
     for path, estimate in zip(correctors, corrected_rows, strict=True):

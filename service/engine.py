@@ -217,7 +217,7 @@ class Engine:
         if not named or not corrector.is_file() or corrector.resolve() == path.resolve():
             raise ModelError(f"{path}: its kernel corrector {named!r} must be another file beside it")
         try:
-            return KernelCorrector(corrector, guide=lambda photo: guide.deblur(photo).image)
+            return KernelCorrector(corrector, guide=guide.deblurred)
         except ValueError as exc:
             raise ModelError(f"{path}: {exc}") from None
 
@@ -283,6 +283,10 @@ class Engine:
 
     def plan(self, height: int, width: int) -> TilePlan:
         return TilePlan(height, width, self.tile_size, self.tile_overlap, self.info.size_multiple)
+
+    def deblurred(self, rgb: np.ndarray) -> np.ndarray:
+        """`deblur`'s image alone: what a guide is asked for (the kernel estimate and its half-size pass)."""
+        return self.deblur(rgb).image
 
     def deblur(self, rgb: np.ndarray, on_progress: Callable[[int], None] | None = None,
                kernel_of: KernelOf | None = None) -> DeblurResult:

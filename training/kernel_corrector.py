@@ -62,7 +62,7 @@ def kernel_l1(true: tf.Tensor, predicted: tf.Tensor) -> tf.Tensor:
     return ops.sum(ops.abs(true - predicted), axis=(1, 2))
 
 
-def _centred_spectrum(kernel: tf.Tensor, dft_rows: tf.Tensor, dft_columns: tf.Tensor) -> tf.Tensor:
+def _centred_spectrum(kernel: tf.Tensor, dft: tf.Tensor) -> tf.Tensor:
     """The kernel's transfer function with its centroid moved to the origin (a phase ramp): where the
     estimate sits on the canvas is not an error, because the service re-centres it and a shift of the
     whole picture costs nothing at the aligned score."""
@@ -70,9 +70,8 @@ def _centred_spectrum(kernel: tf.Tensor, dft_rows: tf.Tensor, dft_columns: tf.Te
     positions = tf.range(size, dtype=tf.float32)
     row_centroid = tf.reduce_sum(kernel * positions[None, :, None], axis=(1, 2))
     column_centroid = tf.reduce_sum(kernel * positions[None, None, :], axis=(1, 2))
-    spectrum = tf.matmul(tf.matmul(dft_rows, tf.cast(kernel, tf.complex64)), dft_columns, transpose_b=True)
-    n = dft_rows.shape[0]
-    frequencies = tf.constant(np.fft.fftfreq(n), tf.float32)
+    spectrum = tf.matmul(tf.matmul(dft, tf.cast(kernel, tf.complex64)), dft, transpose_b=True)
+    frequencies = tf.constant(np.fft.fftfreq(dft.shape[0]), tf.float32)
     angle = 2 * np.pi * (frequencies[None, :, None] * row_centroid[:, None, None]
                          + frequencies[None, None, :] * column_centroid[:, None, None])
     return spectrum * tf.exp(tf.complex(tf.zeros_like(angle), angle))
@@ -101,8 +100,8 @@ def wiener_excess_db(true: tf.Tensor, predicted: tf.Tensor, grid: int = 128, wei
         residual = tf.square(tf.abs(gain * truth - 1)) * image_power + weight * tf.square(tf.abs(gain))
         return tf.reduce_sum(residual, axis=(1, 2))
 
-    truth = _centred_spectrum(tf.cast(true, tf.float32), dft, dft)
-    estimate = _centred_spectrum(tf.cast(predicted, tf.float32), dft, dft)
+    truth = _centred_spectrum(tf.cast(true, tf.float32), dft)
+    estimate = _centred_spectrum(tf.cast(predicted, tf.float32), dft)
     return 10 * (tf.math.log(error(estimate, truth)) - tf.math.log(error(truth, truth))) / np.log(10.0)
 
 

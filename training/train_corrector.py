@@ -40,10 +40,10 @@ FIELDS = ["step", "wall_s", "lr", "loss", "val_kernel_l1", "val_estimate_l1", "v
 HELD_OUT_EVERY = 7  # every seventh training-split photo validates this run
 
 
-def make_samples(source: SyntheticPairs, maps_of: MapMaker, guide: Engine, count: int, path: Path
-                 ) -> dict[str, np.ndarray]:
+def make_samples(source: SyntheticPairs, maps_of: MapMaker, count: int, path: Path) -> dict[str, np.ndarray]:
     """count × (the maps a corrector reads, the true kernel centred on the canvas), cached at `path`
-    (reused when it holds `count` samples of the same shape)."""
+    (reused when it holds `count` samples of the same shape). `maps_of.guide` runs the guide at full size
+    too."""
     canvas, channels = maps_of.canvas, maps_of.channels
     if path.is_file():
         with np.load(path) as cached:
@@ -52,7 +52,7 @@ def make_samples(source: SyntheticPairs, maps_of: MapMaker, guide: Engine, count
     maps, kernels, start = [], [], time.perf_counter()
     for index in range(count):
         blurred, _, kernel = source.with_kernel(index)
-        sample_maps = maps_of(blurred, guide.deblur(blurred).image)
+        sample_maps = maps_of(blurred, maps_of.guide(blurred))
         maps.append(sample_maps)
         kernels.append(centre_on_centroid(kernel.astype(np.float64), canvas).astype(np.float32))
         if (index + 1) % 500 == 0:
@@ -100,10 +100,10 @@ def train(args: argparse.Namespace) -> Path:
     guide = Engine(args.guide, providers=("cpu",), threads=1)
     blur = dict(max_blur=args.canvas - 4.0, max_motion=args.canvas - 4.0,  # the kernel's canvas fits the support
                 kernel_weights=args.kernel_weights)
-    maps_of = MapMaker(args.canvas, args.cross_scale, lambda photo: guide.deblur(photo).image)
-    val = make_samples(SyntheticPairs(val_photos, args.crop, args.seed + 1, augment=False, **blur), maps_of, guide,
+    maps_of = MapMaker(args.canvas, args.cross_scale, guide.deblurred)
+    val = make_samples(SyntheticPairs(val_photos, args.crop, args.seed + 1, augment=False, **blur), maps_of,
                        args.val_samples, args.out / "samples-val.npz")
-    data = make_samples(SyntheticPairs(train_photos, args.crop, args.seed, **blur), maps_of, guide, args.samples,
+    data = make_samples(SyntheticPairs(train_photos, args.crop, args.seed, **blur), maps_of, args.samples,
                         args.out / "samples-train.npz")
     corrector = build_corrector(args.canvas, args.width, channels=maps_of.channels)
     schedule = keras.optimizers.schedules.CosineDecay(args.lr, args.steps, alpha=0.02)

@@ -49,8 +49,8 @@ def build_data(cfg: Config):
         train, val = synthetic_samplers(cfg)
     if cfg.hint:
         guide = Engine(cfg.hint_guide, providers=("cpu",), threads=1)
-        kernel_of = (KernelCorrector(Path(cfg.hint_corrector), guide=lambda photo: guide.deblur(photo).image)
-                     if cfg.hint_corrector else estimate_kernel)
+        kernel_of = KernelCorrector(Path(cfg.hint_corrector), guide=guide.deblurred) if cfg.hint_corrector \
+            else estimate_kernel
         train = HintedPairs(train, guide, kernel_of, cfg.hint_true_share, cfg.seed)
         val = HintedPairs(val, guide, kernel_of)
     return train, fixed_set(val, cfg.val_images)
