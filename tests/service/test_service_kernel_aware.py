@@ -75,7 +75,9 @@ def test_the_engine_refines_the_photo_beside_the_hint_made_from_its_guide(engine
     hint, _ = wiener_hint(rgb, lambda window: engine.guide.deblur(rgb[window]).image)
     stacked = np.concatenate([rgb, np.clip(hint, 0, 1)], -1).astype(np.float32)
     np.testing.assert_allclose(engine.model_input(rgb), stacked, atol=1e-6)
-    np.testing.assert_allclose(result.image, engine.deblur_whole(rgb), atol=1e-5)  # seam-free tiles
+    # seam-free tiles: a seam is 1e-3 or more; the reference runs its guide whole, and that float32 rounding
+    # passes through the kernel estimate and the (float32) Wiener hint, hence 2e-5 here against 1e-5 plain
+    np.testing.assert_allclose(result.image, engine.deblur_whole(rgb), atol=2e-5)
     plain = Engine(engine.guide.info.path, providers=["cpu"], tile_size=64, tile_overlap=16, threads=1)
     assert np.abs(result.image - plain.deblur(rgb).image).max() > 1e-3  # the hint really reaches the output
 
