@@ -41,16 +41,20 @@ HELD_OUT_EVERY = 7  # every seventh training-split photo validates this run
 
 
 def make_samples(source: SyntheticPairs, maps_of: MapMaker, count: int, path: Path) -> dict[str, np.ndarray]:
-    """count × (the maps a corrector reads, the true kernel centred on the canvas), cached at `path`
-    (reused when it holds `count` samples of the same shape). `maps_of.guide` runs the guide at full size
-    too."""
+    """count × (the maps a corrector reads, the true kernel centred on the canvas), cached at `path`.
+    Samples are deterministic per index, so a cache of the same shape is reused: cut when it holds more,
+    extended by the missing indices when it holds fewer (a larger run redraws only what is new).
+    `maps_of.guide` runs the guide at full size too."""
     canvas, channels = maps_of.canvas, maps_of.channels
+    maps, kernels = [], []
     if path.is_file():
         with np.load(path) as cached:
-            if len(cached["kernels"]) == count and cached["maps"].shape[1:] == (2 * canvas - 1,) * 2 + (channels,):
-                return dict(cached)
-    maps, kernels, start = [], [], time.perf_counter()
-    for index in range(count):
+            if cached["maps"].shape[1:] == (2 * canvas - 1,) * 2 + (channels,):
+                if len(cached["kernels"]) >= count:
+                    return {"maps": cached["maps"][:count], "kernels": cached["kernels"][:count]}
+                maps, kernels = list(cached["maps"]), list(cached["kernels"])
+    start = time.perf_counter()
+    for index in range(len(kernels), count):
         blurred, _, kernel = source.with_kernel(index)
         sample_maps = maps_of(blurred, maps_of.guide(blurred))
         maps.append(sample_maps)
@@ -58,6 +62,7 @@ def make_samples(source: SyntheticPairs, maps_of: MapMaker, count: int, path: Pa
         if (index + 1) % 500 == 0:
             log.info("%s: %d of %d samples (%.0f s)", path.name, index + 1, count, time.perf_counter() - start)
     samples = {"maps": np.stack(maps), "kernels": np.stack(kernels)}
+    path.unlink(missing_ok=True)  # a cache linked from another run is replaced here, never written through
     np.savez(path, **samples)
     return samples
 

@@ -20,6 +20,7 @@ from service.kernel_correction import (
 )
 from training.kernel_corrector import build_corrector, wiener_excess_db
 from training.train_corrector import main as corrector_main
+from training.train_corrector import make_samples
 
 
 def _horizontal_streak(gray: np.ndarray, length: int) -> np.ndarray:
@@ -131,3 +132,47 @@ def test_bad_settings_and_files_are_refused_with_one_line(identity_onnx: Path, t
     assert "deblur-train-corrector:" in capsys.readouterr().err
     with pytest.raises(ValueError, match="not a kernel corrector"):
         KernelCorrector(identity_onnx)
+
+
+class _CountingSource:
+    """Index → (a blurred crop whose pixels are the index, its sharp crop, a 3×3 kernel): deterministic."""
+
+    def __init__(self) -> None:
+        self.drawn: list[int] = []
+
+    def with_kernel(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self.drawn.append(index)
+        kernel = np.zeros((3, 3))
+        kernel[1, index % 3] = 1
+        return np.full((8, 8, 3), index, np.float32), np.zeros((8, 8, 3), np.float32), kernel
+
+
+class _FirstPixelMaps:
+    canvas, channels = 5, 1
+
+    def guide(self, blurred: np.ndarray) -> np.ndarray:
+        return blurred
+
+    def __call__(self, blurred: np.ndarray, guided: np.ndarray) -> np.ndarray:
+        return np.full((9, 9, 1), blurred[0, 0, 0], np.float32)
+
+
+def test_a_sample_cache_is_cut_or_extended_and_never_written_through_a_link(tmp_path: Path) -> None:
+    """A larger corrector run reuses a smaller run's cache and draws only the missing indices, and
+    replaces a cache linked from another run instead of writing into that run's file."""
+    shared = tmp_path / "samples-a.npz"
+    first = make_samples(_CountingSource(), _FirstPixelMaps(), 3, shared)
+    assert first["maps"][:, 0, 0, 0].tolist() == [0, 1, 2] and first["kernels"].shape == (3, 5, 5)
+    linked = tmp_path / "samples-b.npz"
+    linked.symlink_to(shared)
+    source = _CountingSource()
+    more = make_samples(source, _FirstPixelMaps(), 5, linked)
+    assert source.drawn == [3, 4] and more["maps"][:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4]
+    assert not linked.is_symlink()
+    with np.load(shared) as untouched:
+        assert len(untouched["kernels"]) == 3
+    fresh = make_samples(_CountingSource(), _FirstPixelMaps(), 5, tmp_path / "samples-c.npz")
+    assert np.array_equal(fresh["kernels"], more["kernels"])
+    source = _CountingSource()
+    fewer = make_samples(source, _FirstPixelMaps(), 2, linked)
+    assert source.drawn == [] and fewer["maps"][:, 0, 0, 0].tolist() == [0, 1]
