@@ -5,6 +5,7 @@ must answer for each lives in test_service_hostile.py."""
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zipfile
@@ -93,7 +94,10 @@ def exif_rotated(orientation: int) -> bytes:
     return encoded(photo(24, 10), "JPEG", quality=95, exif=exif.tobytes())
 
 
+@functools.cache
 def srgb_profile() -> bytes:
+    """One profile per test run: LittleCMS stamps each new profile with its creation time (to the second),
+    so a profile made again after a slow job would differ from the uploaded one in its header."""
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
