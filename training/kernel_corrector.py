@@ -38,9 +38,14 @@ def residual_block(x: keras.KerasTensor, width: int, dilation: int, name: str) -
     return layers.Add(name=f"{name}_add")([x, y])
 
 
-def build_corrector(canvas: int, width: int = 16, rounds: int = 2, channels: int = MAP_CHANNELS) -> keras.Model:
+def build_corrector(canvas: int, width: int = 16, rounds: int = 2, channels: int = MAP_CHANNELS,
+                    estimate_gain: float = 1.0) -> keras.Model:
     """[N, 2·canvas − 1, 2·canvas − 1, channels] maps → [N, canvas, canvas] kernel (unit sum); channel 0 is
-    the log of the estimate it corrects (service/kernel_correction.py: correction_maps)."""
+    the log of the estimate it corrects (service/kernel_correction.py: correction_maps).
+
+    The logits start as `estimate_gain` × that log (a trainable 1×1 convolution): at 1 an untrained net
+    returns the estimate. Outside its support the log is about −11.5, so at 1 moving mass to where the
+    estimate has none takes corrections of that size; a smaller gain makes the estimate a softer prior."""
     grid = 2 * canvas - 1
     maps = keras.Input((grid, grid, channels), name=INPUT_NAME)
     log_estimate = layers.Lambda(lambda m: (m[..., :1] - 1) * LOG_SCALE, name="log_estimate")(maps)
@@ -49,7 +54,8 @@ def build_corrector(canvas: int, width: int = 16, rounds: int = 2, channels: int
         for dilation in DILATIONS:
             x = residual_block(x, width, dilation, f"round{r}_dilation{dilation}")
     correction = layers.Conv2D(1, 3, padding="same", kernel_initializer="zeros", name="correction")(x)
-    estimate_gain = layers.Conv2D(1, 1, kernel_initializer="ones", name="estimate_gain")(log_estimate)
+    estimate_gain = layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant(estimate_gain),
+                                  name="estimate_gain")(log_estimate)
     logits = layers.Add(name="logits")([correction, estimate_gain])
     start = (grid - canvas) // 2
     logits = layers.Cropping2D(((start, grid - canvas - start),) * 2, name="canvas")(logits)

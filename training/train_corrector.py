@@ -110,7 +110,7 @@ def train(args: argparse.Namespace) -> Path:
                        args.val_samples, args.out / "samples-val.npz")
     data = make_samples(SyntheticPairs(train_photos, args.crop, args.seed, **blur), maps_of, args.samples,
                         args.out / "samples-train.npz")
-    corrector = build_corrector(args.canvas, args.width, channels=maps_of.channels)
+    corrector = build_corrector(args.canvas, args.width, channels=maps_of.channels, estimate_gain=args.estimate_gain)
     schedule = keras.optimizers.schedules.CosineDecay(args.lr, args.steps, alpha=0.02)
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=1e-4, clipnorm=1.0)
     corrector.compile(optimizer, loss=corrector_loss(args.loss, args.l1_weight))
@@ -158,6 +158,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cross-scale", action="store_true",
                    help="also read the guide's estimate at half size (service/kernel_correction.py: MapMaker)")
     p.add_argument("--width", type=int, default=16, help="channels of every residual block")
+    p.add_argument("--estimate-gain", type=float, default=1.0,
+                   help="the service estimate's initial weight in the logits (1: an untrained net returns it)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--loss", choices=LOSS_NAMES, default="l1",
                    help="l1: kernel L1; wiener: what Wiener deconvolution loses with the estimate, plus the L1")
