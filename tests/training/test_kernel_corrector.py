@@ -53,6 +53,9 @@ def test_an_untrained_corrector_returns_the_services_estimate(make_photo) -> Non
     output = build_corrector(15, width=4)(maps[None]).numpy()[0]
     assert maps.shape == (29, 29, 4) and output.shape == (15, 15)
     assert np.abs(output - estimate).sum() < 0.01
+    # at estimate gain 0 the estimate is only one of the maps: an untrained net spreads the mass evenly
+    unanchored = build_corrector(15, width=4, estimate_gain=0.0)(maps[None]).numpy()[0]
+    np.testing.assert_allclose(unanchored, np.full((15, 15), 1 / 225), rtol=1e-4)
 
 
 def test_the_cli_trains_exports_and_the_service_loads_it(photo_dir: Path, identity_onnx: Path, tmp_path: Path) -> None:
@@ -78,9 +81,10 @@ def test_a_cross_scale_corrector_reads_the_guide_at_half_size(photo_dir: Path, i
     code = corrector_main(["--out", str(out), "--photos", str(photo_dir), "--guide", str(identity_onnx),
                            "--canvas", "15", "--crop", "64", "--samples", "4", "--val-samples", "2", "--steps", "2",
                            "--log-every", "1", "--width", "4", "--val-fraction", "0.2", "--cross-scale",
-                           "--loss", "wiener", "--l1-weight", "0.5"])
+                           "--loss", "wiener", "--l1-weight", "0.5", "--estimate-gain", "0.25"])
     assert code == 0
-    assert json.loads((out / "config.json").read_text())["l1_weight"] == 0.5
+    config = json.loads((out / "config.json").read_text())
+    assert config["l1_weight"] == 0.5 and config["estimate_gain"] == 0.25
     with np.load(out / "samples-val.npz") as samples:
         assert samples["maps"].shape == (2, 29, 29, 6)
     rows = (out / "log.csv").read_text().splitlines()
