@@ -64,8 +64,9 @@ def wiener(blurred_srgb: np.ndarray, kernel: np.ndarray, weight: float = DEFAULT
     padding converges toward a blur-consistent extension (Reeves 2005's idea, solved by fixed point).
     The re-blur is taken straight from the padded image's spectrum (gain × OTF), so an iteration costs
     two transforms per channel, not four. The transforms run in float32 (numpy ≥ 2 keeps single
-    precision): 1.4× faster at 720p, and the result moves by under 2e-4 of full scale; the transfer
-    functions are formed in float64 first, because |otf|² + weight·|∇|² divides by small numbers."""
+    precision): at 720p the chain's hint took 0.41 s in float64 and takes 0.16 s (bench.kernel_aware), and
+    the result moves by under 2e-4 of full scale. The transfer functions are formed in float64 first,
+    because |otf|² + weight·|∇|² divides by small numbers."""
     pad = kernel.shape[0]
     height, width = blurred_srgb.shape[:2]
     observed = to_linear(blurred_srgb.astype(np.float32))
