@@ -83,6 +83,11 @@ def _log_map(kernel: np.ndarray) -> np.ndarray:
     return np.log(_on_map_grid(kernel) + LOG_FLOOR) / LOG_SCALE + 1
 
 
+def kernel_from_log_map(values: np.ndarray) -> np.ndarray:
+    """`_log_map` undone (any leading axes): the kernel a log-estimate channel holds, clipped at 0."""
+    return np.clip(np.exp((values - 1) * LOG_SCALE) - LOG_FLOOR, 0, None)
+
+
 def _unit_peak(values: np.ndarray) -> np.ndarray:
     return values / max(float(np.abs(values).max()), 1e-12)
 

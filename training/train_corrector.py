@@ -28,7 +28,7 @@ import onnxruntime as ort
 
 from service.engine import Engine
 from service.kernel_aware import HINT_CANVAS
-from service.kernel_correction import LOG_FLOOR, LOG_SCALE, MapMaker
+from service.kernel_correction import MapMaker, kernel_from_log_map
 from service.kernel_estimation import centre_on_centroid
 from training.data.folders import DataError, is_validation, list_images, load_photos
 from training.data.kernels import FAMILIES, check_kernel_weights
@@ -70,8 +70,7 @@ def make_samples(source: SyntheticPairs, maps_of: MapMaker, count: int, path: Pa
 def given_estimate(samples: dict[str, np.ndarray], canvas: int) -> np.ndarray:
     """The service's own estimate, read back from channel 0 (its log), so it is scored like the corrector."""
     start = canvas // 2
-    estimate = np.exp((samples["maps"][:, start:start + canvas, start:start + canvas, 0] - 1) * LOG_SCALE) - LOG_FLOOR
-    return np.clip(estimate, 0, None).astype(np.float32)
+    return kernel_from_log_map(samples["maps"][:, start:start + canvas, start:start + canvas, 0]).astype(np.float32)
 
 
 def scores(kernels: np.ndarray, true: np.ndarray) -> tuple[float, float]:

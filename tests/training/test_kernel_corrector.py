@@ -11,12 +11,11 @@ import pytest
 from scipy.signal import fftconvolve
 
 from service.kernel_correction import (
-    LOG_FLOOR,
-    LOG_SCALE,
     KernelCorrector,
     correction_maps,
     gradient_autocorrelation,
     half_size,
+    kernel_from_log_map,
 )
 from training.kernel_corrector import build_corrector, wiener_excess_db
 from training.train_corrector import main as corrector_main
@@ -105,7 +104,7 @@ def test_the_half_size_maps_see_a_long_streak_at_its_length(make_photo) -> None:
     blurred = np.stack([fftconvolve(photo[..., c], kernel, mode="valid") for c in range(3)], -1).astype(np.float32)
     sharp = photo[10:-10, 10:-10]
     maps, _ = correction_maps(blurred, sharp, 31, coarse=(half_size(blurred), half_size(sharp)))
-    coarse_estimate = np.exp((maps[15:46, 15:46, 4] - 1) * LOG_SCALE) - LOG_FLOOR
+    coarse_estimate = kernel_from_log_map(maps[15:46, 15:46, 4])
     rows = coarse_estimate[14:17].sum(0)  # bilinear doubling spreads a one-row streak over three rows
     assert coarse_estimate.sum() == pytest.approx(1, abs=0.02) and rows.sum() > 0.9
     assert 17 <= np.count_nonzero(rows > 0.2 * rows.max()) <= 25, rows.round(3)
