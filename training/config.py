@@ -20,7 +20,8 @@ CHOICES = {
     "precision": ("float32", "mixed_bfloat16"),
     "hint": ("", *HINT_NAMES),  # "" = a plain net; else the service's hint the net reads beside the photo
 }
-PROBABILITIES = ("saturation_prob", "tone_curve_prob", "nonuniform_blur_prob", "offcentre_prob", "hint_true_share")
+PROBABILITIES = ("saturation_prob", "tone_curve_prob", "nonuniform_blur_prob", "offcentre_prob", "hint_true_share",
+                 "hint_wrong_share")
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Config:
     hint_corrector: str = ""                    # wiener-corrected: the kernel corrector (deblur-train-corrector's ONNX)
     hint_true_share: float = 0.0                # share of training samples whose hint uses the TRUE kernel (synthetic
                                                 # data only; validation and serving always use the estimate)
+    hint_wrong_share: float = 0.0               # share whose hint uses the true kernel TURNED by 30-330 degrees: a
+                                                # plausible wrong kernel: the refiner learns to fall back on the photo
     kernel_canvas: int = 45                     # kernel estimator's square canvas (px, odd; holds max_blur + 2)
     guide_content_weight: float = 10.0          # kernel estimator: Charbonnier of the guide vs sharp, beside the kernel
     disc_width: int = 32
@@ -128,6 +131,12 @@ class Config:
         if cfg.hint_true_share > 0 and (not cfg.hint or cfg.paired):
             raise ValueError(f"hint_true_share {cfg.hint_true_share} needs a hint and synthetic blur (the true "
                              f"kernels are known only there): hint is {cfg.hint!r}, paired is {cfg.paired!r}")
+        if cfg.hint_wrong_share > 0 and (not cfg.hint or cfg.paired):
+            raise ValueError(f"hint_wrong_share {cfg.hint_wrong_share} needs a hint and synthetic blur (it turns the "
+                             f"true kernel): hint is {cfg.hint!r}, paired is {cfg.paired!r}")
+        if cfg.hint_true_share + cfg.hint_wrong_share > 1:
+            raise ValueError(f"hint_true_share {cfg.hint_true_share} and hint_wrong_share {cfg.hint_wrong_share} "
+                             "are shares of the same samples: their sum is above 1")
         if cfg.offcentre_prob > 0 and cfg.offcentre_max_shift == 0:
             raise ValueError(f"offcentre_prob {cfg.offcentre_prob} shifts kernels by up to offcentre_max_shift px, "
                              "which is 0: set it to 1 or more")

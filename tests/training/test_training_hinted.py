@@ -206,3 +206,51 @@ def test_the_true_kernel_share_is_a_probability_of_a_synthetic_hinted_run(tiny_o
     with pytest.raises(ValueError, match="needs a hint"):
         Config.load(None, [*tiny_overrides, "hint=wiener", "hint_true_share=0.3", "paired=data/gopro"])
     assert Config.load(None, [*tiny_overrides, "hint=wiener", "hint_true_share=0.3"]).hint_true_share == 0.3
+
+
+def test_a_share_of_hints_is_made_with_the_true_kernel_turned(make_photo, identity_onnx: Path) -> None:
+    from service.deconvolution import wiener
+    from service.engine import Engine
+    from service.kernel_aware import HINT_BOUNDARY_ITERATIONS, HINT_WEIGHT
+    from training.data.hinted import HintedPairs, turned
+    from training.data.synthesis import SyntheticPairs
+    photos = [make_photo(np.random.default_rng(i), 120, 120) for i in range(2)]
+    source = SyntheticPairs(photos, 48, seed=5, max_blur=15, kernel_weights=(0, 1))  # streaks: a turn is visible
+    guide = Engine(identity_onnx, providers=["cpu"], threads=1)
+    right = HintedPairs(source, guide, true_share=1.0, seed=5)
+    wrong = HintedPairs(source, guide, seed=5, wrong_share=1.0)
+    for index in range(3):
+        blurred, sharp, kernel = source.with_kernel(index)
+        made, target = wrong(index)
+        np.testing.assert_array_equal(made[..., :3], blurred)
+        np.testing.assert_array_equal(target, sharp)
+        angle = np.random.default_rng([5, index, 3]).uniform(30, 330)
+        hint_kernel = turned(centre_on_centroid(kernel.astype(np.float64)), angle)
+        np.testing.assert_allclose(made[..., 3:], np.clip(wiener(blurred, hint_kernel, HINT_WEIGHT,
+                                                                 HINT_BOUNDARY_ITERATIONS), 0, 1), atol=1e-6)
+        assert np.abs(made[..., 3:] - right(index)[0][..., 3:]).max() > 1e-2  # a turned streak is not the truth
+    split = HintedPairs(source, guide, true_share=0.4, seed=5, wrong_share=0.4)
+    kinds = [(np.array_equal(split(i)[0], right(i)[0]), np.array_equal(split(i)[0], wrong(i)[0])) for i in range(20)]
+    assert {(True, False), (False, True), (False, False)} == set(kinds)  # right, wrong and estimated hints all occur
+
+
+def test_a_turned_kernel_keeps_its_mass_and_length() -> None:
+    from training.data.hinted import turned
+    streak = np.zeros((21, 21))
+    streak[10, 3:18] = 1 / 15
+    upright = turned(streak, 90)
+    assert upright.sum() == pytest.approx(1) and upright.min() >= 0
+    assert np.abs(upright - streak.T).max() < 1e-9  # a quarter turn of a centred row is the column
+    diagonal = turned(streak, 45)
+    rows, cols = np.nonzero(diagonal > 0.01)
+    assert np.ptp(rows) >= 9 and np.ptp(cols) >= 9  # the 15 px streak spans ~10.6 px along each axis
+
+
+def test_the_wrong_kernel_share_needs_a_synthetic_hinted_run(tiny_overrides: list[str]) -> None:
+    from training.config import Config
+    for bad, message in (("hint_wrong_share=-0.1", "probability"), ("hint_wrong_share=0.3", "needs a hint")):
+        with pytest.raises(ValueError, match=message):
+            Config.load(None, [*tiny_overrides, bad])
+    with pytest.raises(ValueError, match="sum is above 1"):
+        Config.load(None, [*tiny_overrides, "hint=wiener", "hint_true_share=0.6", "hint_wrong_share=0.6"])
+    assert Config.load(None, [*tiny_overrides, "hint=wiener", "hint_wrong_share=0.2"]).hint_wrong_share == 0.2

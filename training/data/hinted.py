@@ -8,6 +8,11 @@ That lesson can go too far: a refiner that seldom saw a right hint learns to dis
 throws away a good deconvolution (docs/kernel-aware.md, session 15). `true_share` of the samples
 therefore get the hint made with the TRUE kernel, so a right deconvolution is something it has seen and
 can learn to recognise (the same Wiener filter; only the kernel differs).
+
+Off the training generator the estimate is often plausible and wrong, and a refiner that has only seen
+nearly right hints follows it and makes the photo worse than no hint would (session 19's probe).
+`wrong_share` of the samples therefore get the hint made with the true kernel turned by 30–330°: the
+right size and texture, the wrong direction, which it has to learn to notice and fall back from.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
+from scipy.ndimage import rotate
 
 from service.engine import Engine
 from service.kernel_aware import KernelOf, estimate_kernel, hinted_input
@@ -36,16 +42,25 @@ class HintedPairs:
     """Index → (H×W×6 blurred and hint, H×W×3 sharp), float32 in [0, 1]; deterministic like its sampler."""
 
     def __init__(self, sampler: Sampler | KernelSampler, guide: Engine, kernel_of: KernelOf = estimate_kernel,
-                 true_share: float = 0.0, seed: int = 0) -> None:
-        if true_share > 0 and not hasattr(sampler, "with_kernel"):
-            raise ValueError("a share of true-kernel hints needs synthetic samples (their kernels are known)")
+                 true_share: float = 0.0, seed: int = 0, wrong_share: float = 0.0) -> None:
+        if true_share + wrong_share > 0 and not hasattr(sampler, "with_kernel"):
+            raise ValueError("a share of true- or wrong-kernel hints needs synthetic samples (their kernels are known)")
         self.sampler, self.guide, self.kernel_of = sampler, guide, kernel_of
-        self.true_share, self.seed = true_share, seed
+        self.true_share, self.wrong_share, self.seed = true_share, wrong_share, seed
 
     def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.true_share > 0 and np.random.default_rng([self.seed, int(index), 2]).random() < self.true_share:
+        draw = np.random.default_rng([self.seed, int(index), 2]).random()
+        if draw < self.true_share + self.wrong_share:
             blurred, sharp, kernel = self.sampler.with_kernel(index)
-            true = centre_on_centroid(kernel.astype(np.float64))
-            return hinted_input(blurred, lambda window: blurred[window], lambda _region, _guide: true), sharp
+            hint_kernel = centre_on_centroid(kernel.astype(np.float64))
+            if draw >= self.true_share:
+                angle = np.random.default_rng([self.seed, int(index), 3]).uniform(30, 330)
+                hint_kernel = turned(hint_kernel, angle)
+            return hinted_input(blurred, lambda window: blurred[window], lambda _region, _guide: hint_kernel), sharp
         blurred, sharp = self.sampler(index)
         return hinted_input(blurred, lambda window: self.guide.deblur(blurred[window]).image, self.kernel_of), sharp
+
+
+def turned(kernel: np.ndarray, degrees: float) -> np.ndarray:
+    """A centred `kernel` rotated about its canvas centre (bilinear, same canvas), centred and summing to 1."""
+    return centre_on_centroid(rotate(kernel, degrees, reshape=False, order=1, mode="constant"))
