@@ -128,12 +128,10 @@ class Config:
         if (cfg.hint == CORRECTED_HINT_NAME) != bool(cfg.hint_corrector):
             raise ValueError(f"hint {CORRECTED_HINT_NAME!r} and hint_corrector go together: hint is {cfg.hint!r}, "
                              f"hint_corrector is {cfg.hint_corrector!r}")
-        if cfg.hint_true_share > 0 and (not cfg.hint or cfg.paired):
-            raise ValueError(f"hint_true_share {cfg.hint_true_share} needs a hint and synthetic blur (the true "
-                             f"kernels are known only there): hint is {cfg.hint!r}, paired is {cfg.paired!r}")
-        if cfg.hint_wrong_share > 0 and (not cfg.hint or cfg.paired):
-            raise ValueError(f"hint_wrong_share {cfg.hint_wrong_share} needs a hint and synthetic blur (it turns the "
-                             f"true kernel): hint is {cfg.hint!r}, paired is {cfg.paired!r}")
+        for key in ("hint_true_share", "hint_wrong_share"):
+            if getattr(cfg, key) > 0 and (not cfg.hint or cfg.paired):
+                raise ValueError(f"{key} {getattr(cfg, key)} needs a hint and synthetic blur (the true kernels are "
+                                 f"known only there): hint is {cfg.hint!r}, paired is {cfg.paired!r}")
         if cfg.hint_true_share + cfg.hint_wrong_share > 1:
             raise ValueError(f"hint_true_share {cfg.hint_true_share} and hint_wrong_share {cfg.hint_wrong_share} "
                              "are shares of the same samples: their sum is above 1")
