@@ -21,7 +21,7 @@ CHOICES = {
     "hint": ("", *HINT_NAMES),  # "" = a plain net; else the service's hint the net reads beside the photo
 }
 PROBABILITIES = ("saturation_prob", "tone_curve_prob", "nonuniform_blur_prob", "offcentre_prob", "hint_true_share",
-                 "hint_wrong_share")
+                 "hint_wrong_share", "hint_wrong_scaled")
 
 
 @dataclass
@@ -64,6 +64,8 @@ class Config:
                                                 # data only; validation and serving always use the estimate)
     hint_wrong_share: float = 0.0               # share whose hint uses the true kernel TURNED by 30-330 degrees: a
                                                 # plausible wrong kernel: the refiner learns to fall back on the photo
+    hint_wrong_scaled: float = 0.0              # share of those wrong hints whose true kernel is SCALED x0.3-0.7 or
+                                                # x1.3-1.8 instead of turned: the right direction, the wrong length
     kernel_canvas: int = 45                     # kernel estimator's square canvas (px, odd; holds max_blur + 2)
     guide_content_weight: float = 10.0          # kernel estimator: Charbonnier of the guide vs sharp, beside the kernel
     disc_width: int = 32
@@ -132,6 +134,9 @@ class Config:
             if getattr(cfg, key) > 0 and (not cfg.hint or cfg.paired):
                 raise ValueError(f"{key} {getattr(cfg, key)} needs a hint and synthetic blur (the true kernels are "
                                  f"known only there): hint is {cfg.hint!r}, paired is {cfg.paired!r}")
+        if cfg.hint_wrong_scaled > 0 and cfg.hint_wrong_share == 0:
+            raise ValueError(f"hint_wrong_scaled {cfg.hint_wrong_scaled} is a share of the wrong-kernel hints, and "
+                             "hint_wrong_share is 0: set it above 0")
         if cfg.hint_true_share + cfg.hint_wrong_share > 1:
             raise ValueError(f"hint_true_share {cfg.hint_true_share} and hint_wrong_share {cfg.hint_wrong_share} "
                              "are shares of the same samples: their sum is above 1")

@@ -51,7 +51,8 @@ def build_data(cfg: Config):
         guide = Engine(cfg.hint_guide, providers=("cpu",), threads=1)
         kernel_of = KernelCorrector(Path(cfg.hint_corrector), guide=guide.deblurred) if cfg.hint_corrector \
             else estimate_kernel
-        train = HintedPairs(train, guide, kernel_of, cfg.hint_true_share, cfg.seed, cfg.hint_wrong_share)
+        train = HintedPairs(train, guide, kernel_of, cfg.hint_true_share, cfg.seed, cfg.hint_wrong_share,
+                            cfg.hint_wrong_scaled)
         val = HintedPairs(val, guide, kernel_of)
     return train, fixed_set(val, cfg.val_images)
 

@@ -246,6 +246,48 @@ def test_a_turned_kernel_keeps_its_mass_and_length() -> None:
     assert np.ptp(rows) >= 9 and np.ptp(cols) >= 9  # the 15 px streak spans ~10.6 px along each axis
 
 
+def test_a_share_of_wrong_hints_is_made_with_the_true_kernel_scaled(make_photo, identity_onnx: Path) -> None:
+    from service.deconvolution import wiener
+    from service.engine import Engine
+    from service.kernel_aware import HINT_BOUNDARY_ITERATIONS, HINT_WEIGHT
+    from training.data.hinted import HintedPairs, scaled
+    from training.data.synthesis import SyntheticPairs
+    photos = [make_photo(np.random.default_rng(i), 120, 120) for i in range(2)]
+    source = SyntheticPairs(photos, 48, seed=5, max_blur=15, kernel_weights=(0, 1))
+    guide = Engine(identity_onnx, providers=["cpu"], threads=1)
+    stretched = HintedPairs(source, guide, seed=5, wrong_share=1.0, wrong_scaled=1.0)
+    factors = []
+    for index in range(6):
+        blurred, _, kernel = source.with_kernel(index)
+        draws = np.random.default_rng([5, index, 3])
+        draws.uniform(30, 330)  # the turn a turned hint would have used
+        factors.append(draws.uniform(0.3, 0.7) if draws.random() < 0.5 else draws.uniform(1.3, 1.8))
+        hint_kernel = scaled(centre_on_centroid(kernel.astype(np.float64)), factors[-1])
+        expected = wiener(blurred, hint_kernel, HINT_WEIGHT, HINT_BOUNDARY_ITERATIONS)
+        np.testing.assert_allclose(stretched(index)[0][..., 3:], np.clip(expected, 0, 1), atol=1e-6)
+    assert min(factors) < 1 < max(factors)  # both too short and too long occur
+    turned_only = HintedPairs(source, guide, seed=5, wrong_share=1.0)
+    mixed = HintedPairs(source, guide, seed=5, wrong_share=1.0, wrong_scaled=0.5)
+    kinds = [(np.array_equal(mixed(i)[0], turned_only(i)[0]), np.array_equal(mixed(i)[0], stretched(i)[0]))
+             for i in range(12)]
+    assert set(kinds) == {(True, False), (False, True)}  # each wrong hint is the turned one or the scaled one
+
+
+def test_a_scaled_kernel_keeps_its_direction_and_mass_and_stays_unbroken() -> None:
+    from training.data.hinted import scaled
+    streak = np.zeros((21, 21))
+    streak[10, 3:18] = 1 / 15
+    for factor, length in ((0.5, 8), (1.6, 24)):
+        stretched = scaled(streak, factor)
+        assert stretched.sum() == pytest.approx(1) and stretched.min() >= 0
+        cols = np.nonzero(stretched.sum(0) > 1e-3)[0]
+        rows = np.nonzero(stretched.sum(1) > 1e-3)[0]
+        assert abs(np.ptp(cols) + 1 - length) <= 2 and np.ptp(rows) <= 2  # the new length, the same thin row
+        along = stretched.sum(0)[cols.min() + 1:cols.max()]
+        assert along.min() > 0.5 * along.mean()  # no gaps where the points spread apart
+    assert np.count_nonzero(scaled(streak, 4.0).sum(0)) <= 45  # what falls off the canvas is dropped
+
+
 def test_the_wrong_kernel_share_needs_a_synthetic_hinted_run(tiny_overrides: list[str]) -> None:
     from training.config import Config
     for bad, message in (("hint_wrong_share=-0.1", "probability"), ("hint_wrong_share=0.3", "needs a hint")):
@@ -254,3 +296,7 @@ def test_the_wrong_kernel_share_needs_a_synthetic_hinted_run(tiny_overrides: lis
     with pytest.raises(ValueError, match="sum is above 1"):
         Config.load(None, [*tiny_overrides, "hint=wiener", "hint_true_share=0.6", "hint_wrong_share=0.6"])
     assert Config.load(None, [*tiny_overrides, "hint=wiener", "hint_wrong_share=0.2"]).hint_wrong_share == 0.2
+    with pytest.raises(ValueError, match="hint_wrong_share is 0"):
+        Config.load(None, [*tiny_overrides, "hint=wiener", "hint_wrong_scaled=0.5"])
+    with pytest.raises(ValueError, match="probability"):
+        Config.load(None, [*tiny_overrides, "hint=wiener", "hint_wrong_share=0.2", "hint_wrong_scaled=1.5"])

@@ -13,6 +13,8 @@ Off the training generator the estimate is often plausible and wrong, and a refi
 nearly right hints follows it and makes the photo worse than no hint would (session 19's probe).
 `wrong_share` of the samples therefore get the hint made with the true kernel turned by 30–330°: the
 right size and texture, the wrong direction, which it has to learn to notice and fall back from.
+`wrong_scaled` of those get the true kernel scaled ×0.3–0.7 or ×1.3–1.8 instead: the right direction and
+the wrong length, the blind estimator's usual error on long blur (too short), and its mirror (too long).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import numpy as np
 from scipy.ndimage import rotate
 
 from service.engine import Engine
-from service.kernel_aware import KernelOf, estimate_kernel, hinted_input
+from service.kernel_aware import HINT_CANVAS, KernelOf, estimate_kernel, hinted_input
 from service.kernel_estimation import centre_on_centroid
+from training.data.kernels import splat
 
 Sampler = Callable[[int], tuple[np.ndarray, np.ndarray]]
 
@@ -42,11 +45,12 @@ class HintedPairs:
     """Index → (H×W×6 blurred and hint, H×W×3 sharp), float32 in [0, 1]; deterministic like its sampler."""
 
     def __init__(self, sampler: Sampler | KernelSampler, guide: Engine, kernel_of: KernelOf = estimate_kernel,
-                 true_share: float = 0.0, seed: int = 0, wrong_share: float = 0.0) -> None:
+                 true_share: float = 0.0, seed: int = 0, wrong_share: float = 0.0, wrong_scaled: float = 0.0
+                 ) -> None:
         if true_share + wrong_share > 0 and not hasattr(sampler, "with_kernel"):
             raise ValueError("a share of true- or wrong-kernel hints needs synthetic samples (their kernels are known)")
         self.sampler, self.guide, self.kernel_of = sampler, guide, kernel_of
-        self.true_share, self.wrong_share, self.seed = true_share, wrong_share, seed
+        self.true_share, self.wrong_share, self.wrong_scaled, self.seed = true_share, wrong_share, wrong_scaled, seed
 
     def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         draw = np.random.default_rng([self.seed, int(index), 2]).random()
@@ -54,13 +58,36 @@ class HintedPairs:
             blurred, sharp, kernel = self.sampler.with_kernel(index)
             hint_kernel = centre_on_centroid(kernel.astype(np.float64))
             if draw >= self.true_share:
-                angle = np.random.default_rng([self.seed, int(index), 3]).uniform(30, 330)
-                hint_kernel = turned(hint_kernel, angle)
+                hint_kernel = self._wrong(hint_kernel, int(index))
             return hinted_input(blurred, lambda window: blurred[window], lambda _region, _guide: hint_kernel), sharp
         blurred, sharp = self.sampler(index)
         return hinted_input(blurred, lambda window: self.guide.deblur(blurred[window]).image, self.kernel_of), sharp
 
 
+    def _wrong(self, kernel: np.ndarray, index: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, index, 3])
+        angle = rng.uniform(30, 330)
+        if np.random.default_rng([self.seed, index, 4]).random() < self.wrong_scaled:
+            return scaled(kernel, rng.uniform(0.3, 0.7) if rng.random() < 0.5 else rng.uniform(1.3, 1.8))
+        return turned(kernel, angle)
+
+
 def turned(kernel: np.ndarray, degrees: float) -> np.ndarray:
     """A centred `kernel` rotated about its canvas centre (bilinear, same canvas), centred and summing to 1."""
     return centre_on_centroid(rotate(kernel, degrees, reshape=False, order=1, mode="constant"))
+
+
+def scaled(kernel: np.ndarray, factor: float, size: int = HINT_CANVAS, subpixels: int = 4) -> np.ndarray:
+    """`kernel` stretched by `factor` about its centroid onto a `size` canvas (what falls off is dropped).
+
+    Each pixel is spread over subpixels² points before the stretch, so a thin streak stays unbroken
+    when it grows (×1.8 spaces the points 0.45 px apart) and keeps its mass when it shrinks."""
+    rows, cols = np.nonzero(kernel)
+    offsets = (np.arange(subpixels) + 0.5) / subpixels - 0.5
+    dy, dx = (o.ravel() for o in np.meshgrid(offsets, offsets, indexing="ij"))
+    weights = kernel[rows, cols]
+    centre = np.array([(weights * cols).sum(), (weights * rows).sum()]) / weights.sum()
+    points = np.stack([(cols[:, None] + dx).ravel(), (rows[:, None] + dy).ravel()], 1)
+    points = (points - centre) * factor + (size - 1) / 2
+    inside = np.all((points >= 0) & (points <= size - 1), 1)
+    return centre_on_centroid(splat(points[inside], np.repeat(weights, subpixels ** 2)[inside], size))
