@@ -29,13 +29,13 @@ import onnxruntime as ort
 from .contract import CHANNELS, DTYPE, INPUT_NAME, LAYOUT, NORMALISATION, ONNX_TYPE, OUTPUT_NAME, VALUE_RANGE, Meta
 from .errors import first_line
 from .kernel_aware import (
-    CORRECTED_HINT_NAME,
-    HINT_CHANNELS,
+    CORRECTED_HINTS,
     HINT_NAMES,
     KernelOf,
     Window,
     estimate_kernel,
     estimation_shape,
+    hint_groups,
     hinted_input,
 )
 from .kernel_correction import KernelCorrector
@@ -127,7 +127,8 @@ def _check_contract(session: ort.InferenceSession, path: Path, metadata: dict[st
         shape = arg.shape
         if arg.type != ONNX_TYPE or len(shape) != 4:
             raise ModelError(f"{path}: {arg.name} must be {DTYPE} {LAYOUT} rank 4, got {arg.type} {shape}")
-        channels = CHANNELS + HINT_CHANNELS if arg.name == INPUT_NAME and metadata.get(Meta.HINT) else CHANNELS
+        hint = metadata.get(Meta.HINT, "")
+        channels = CHANNELS + sum(hint_groups(hint)) if arg.name == INPUT_NAME else CHANNELS
         if isinstance(shape[3], int) and shape[3] != channels:
             raise ModelError(f"{path}: {arg.name} must have {channels} channels ({LAYOUT}), got shape {shape}")
         if isinstance(shape[1], int) or isinstance(shape[2], int):
@@ -209,7 +210,7 @@ class Engine:
     @staticmethod
     def _load_corrector(path: Path, meta: dict[str, str], guide: Engine | None) -> KernelCorrector | None:
         hint, named = meta.get(Meta.HINT), meta.get(Meta.HINT_CORRECTOR, "")
-        if hint != CORRECTED_HINT_NAME:
+        if hint not in CORRECTED_HINTS:
             if named:
                 raise ModelError(f"{path}: names a kernel corrector ({named!r}) but its hint {hint!r} reads none")
             return None
@@ -301,8 +302,13 @@ class Engine:
         return DeblurResult(out, self.tile_count(rgb.shape[0], rgb.shape[1]))
 
     @property
+    def hint(self) -> str:
+        """The metadata hint of a kernel-aware model ("" for a plain one)."""
+        return "" if self.guide is None else self.info.metadata.get(Meta.HINT, "")
+
+    @property
     def hint_channels(self) -> int:
-        return 0 if self.guide is None else HINT_CHANNELS
+        return sum(hint_groups(self.hint))
 
     def model_input(self, rgb: np.ndarray, on_progress: Callable[[int], None] | None = None,
                     whole: bool = False, kernel_of: KernelOf | None = None) -> np.ndarray:
@@ -313,7 +319,7 @@ class Engine:
 
         def guide_of(window: Window) -> np.ndarray:
             return guide.deblur_whole(rgb[window]) if whole else guide.deblur(rgb[window], on_progress).image
-        return hinted_input(rgb, guide_of, kernel_of or self.kernel_of)
+        return hinted_input(rgb, guide_of, kernel_of or self.kernel_of, self.hint)
 
     def deblur_whole(self, rgb: np.ndarray) -> np.ndarray:
         """Reference path without tiling: reflect-pad to the size multiple, one call, crop, clip."""

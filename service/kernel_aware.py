@@ -11,13 +11,18 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .deconvolution import wiener
+from .deconvolution import to_srgb, wiener
 from .kernel_estimation import clean_kernel, forward_gradients, luminance_linear, support_kernel
+from .line_kernel import line_kernel
 
 HINT_NAME = "wiener"  # metadata `hint` of a model trained on this hint; changing the settings below renames it
 CORRECTED_HINT_NAME = "wiener-corrected"  # the same hint, its kernel corrected by a net (service/kernel_correction.py)
-HINT_NAMES = (HINT_NAME, CORRECTED_HINT_NAME)
+# the corrected hint, then the luminance of a deconvolution with the photo's cepstral streak (service/line_kernel.py)
+LINE_HINT_NAME = "wiener-corrected+line"
+HINT_NAMES = (HINT_NAME, CORRECTED_HINT_NAME, LINE_HINT_NAME)
+CORRECTED_HINTS = (CORRECTED_HINT_NAME, LINE_HINT_NAME)  # the hints whose kernel a corrector net makes
 HINT_CHANNELS = 3  # the deconvolution, sRGB, stacked after the photo's 3 channels
+LINE_HINT_CHANNELS = 1  # the streak deconvolution's luminance (sRGB): a third of a colour one's cost
 HINT_CANVAS = 45  # the estimate's square support (px): holds the training generator's 41 px blur
 HINT_WEIGHT = 0.03  # Wiener gradient-prior weight (bench.deconvolution's choice)
 HINT_BOUNDARY_ITERATIONS = 2  # fewer than the filter's default 8: the refiner cleans edges, 720p must be fast
@@ -30,6 +35,13 @@ REGION_STRIDE = 16  # px between the windows compared
 Window = tuple[slice, slice]
 GuideOf = Callable[[Window], np.ndarray]  # a window of the photo → the guide's output for that window
 KernelOf = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (the estimation region, the guide on it) → kernel
+
+
+def hint_groups(hint: str) -> tuple[int, ...]:
+    """The channel groups a model with this hint reads after the photo's 3, in order (each has its own stem)."""
+    if not hint:
+        return ()
+    return (HINT_CHANNELS, LINE_HINT_CHANNELS) if hint == LINE_HINT_NAME else (HINT_CHANNELS,)
 
 
 def estimation_shape(height: int, width: int) -> tuple[int, int]:
@@ -59,16 +71,29 @@ def estimate_kernel(region: np.ndarray, guide: np.ndarray) -> np.ndarray:
     return clean_kernel(support_kernel(region, guide, HINT_CANVAS))
 
 
-def wiener_hint(blurred: np.ndarray, guide_of: GuideOf, kernel_of: KernelOf = estimate_kernel
-                ) -> tuple[np.ndarray, np.ndarray]:
+def wiener_hint(blurred: np.ndarray, guide_of: GuideOf, kernel_of: KernelOf = estimate_kernel,
+                window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(Wiener deconvolution of the whole of `blurred`, the kernel estimated on its estimation region
     against `guide_of(region)`); sRGB in and out. `kernel_of` swaps the estimator (benchmarks do)."""
-    window = estimation_region(blurred)
+    window = window or estimation_region(blurred)
     kernel = kernel_of(blurred[window], guide_of(window))
     return wiener(blurred, kernel, HINT_WEIGHT, HINT_BOUNDARY_ITERATIONS), kernel
 
 
-def hinted_input(blurred: np.ndarray, guide_of: GuideOf, kernel_of: KernelOf = estimate_kernel) -> np.ndarray:
-    """H×W×6 float32: the photo, then its hint clipped to [0, 1] (what a kernel-aware model reads)."""
-    hint, _ = wiener_hint(blurred, guide_of, kernel_of)
-    return np.concatenate([blurred, np.clip(hint, 0.0, 1.0)], -1).astype(np.float32)
+def line_hint(blurred: np.ndarray, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(H×W×1 sRGB luminance of the whole photo deconvolved with the cepstral streak of its estimation
+    region, that streak): the second hint of LINE_HINT_NAME, made without a guide."""
+    kernel = line_kernel(blurred[window or estimation_region(blurred)])
+    gray = to_srgb(luminance_linear(blurred))[..., None]
+    return wiener(gray, kernel, HINT_WEIGHT, HINT_BOUNDARY_ITERATIONS), kernel
+
+
+def hinted_input(blurred: np.ndarray, guide_of: GuideOf, kernel_of: KernelOf = estimate_kernel,
+                 hint: str = HINT_NAME) -> np.ndarray:
+    """H×W×(3 + the hint's groups) float32: the photo, then its hints clipped to [0, 1] (what a kernel-aware
+    model reads). Only `hint`'s channel groups matter here: the guided kernel comes from `kernel_of`."""
+    window = estimation_region(blurred)
+    hints = [wiener_hint(blurred, guide_of, kernel_of, window)[0]]
+    if hint == LINE_HINT_NAME:
+        hints.append(line_hint(blurred, window)[0])
+    return np.concatenate([blurred, *(np.clip(h, 0.0, 1.0) for h in hints)], -1).astype(np.float32)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.kernel_aware import CORRECTED_HINT_NAME, HINT_NAMES
+from service.kernel_aware import CORRECTED_HINTS, HINT_NAMES
 from training.data.kernels import DEFAULT_KERNEL_WEIGHTS, check_kernel_weights
 from training.data.realism import Realism
 
@@ -127,9 +127,9 @@ class Config:
             check_kernel_weights(cfg.kernel_weights)
         except ValueError as error:
             raise ValueError(f"config key 'kernel_weights': {error}") from None
-        if (cfg.hint == CORRECTED_HINT_NAME) != bool(cfg.hint_corrector):
-            raise ValueError(f"hint {CORRECTED_HINT_NAME!r} and hint_corrector go together: hint is {cfg.hint!r}, "
-                             f"hint_corrector is {cfg.hint_corrector!r}")
+        if (cfg.hint in CORRECTED_HINTS) != bool(cfg.hint_corrector):
+            raise ValueError(f"hints {' and '.join(map(repr, CORRECTED_HINTS))} read a hint_corrector, and only "
+                             f"they do: hint is {cfg.hint!r}, hint_corrector is {cfg.hint_corrector!r}")
         for key in ("hint_true_share", "hint_wrong_share"):
             if getattr(cfg, key) > 0 and (not cfg.hint or cfg.paired):
                 raise ValueError(f"{key} {getattr(cfg, key)} needs a hint and synthetic blur (the true kernels are "

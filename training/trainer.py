@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from service.engine import Engine
-from service.kernel_aware import estimate_kernel
+from service.kernel_aware import HINT_NAME, estimate_kernel
 from service.kernel_correction import KernelCorrector
 from training import checkpoint
 from training.config import Config
@@ -52,8 +52,8 @@ def build_data(cfg: Config):
         kernel_of = KernelCorrector(Path(cfg.hint_corrector), guide=guide.deblurred) if cfg.hint_corrector \
             else estimate_kernel
         train = HintedPairs(train, guide, kernel_of, cfg.hint_true_share, cfg.seed, cfg.hint_wrong_share,
-                            cfg.hint_wrong_scaled)
-        val = HintedPairs(val, guide, kernel_of)
+                            cfg.hint_wrong_scaled, hint=cfg.hint)
+        val = HintedPairs(val, guide, kernel_of, hint=cfg.hint)
     return train, fixed_set(val, cfg.val_images)
 
 
@@ -66,14 +66,21 @@ def saved_variable_count(weights: str | Path) -> int:
 
 
 def initialise_generator(generator: keras.Model, cfg: Config) -> None:
-    """Load `init_weights`. A hinted net loads a hinted run's file as is (a later phase of the same arm),
-    or takes a plain net's weights by layer name and keeps its hint stem at zero (the arm's start)."""
-    if not cfg.hint or saved_variable_count(cfg.init_weights) == len(generator.weights):
+    """Load `init_weights`. A hinted net loads a file of the same net as is (a later phase of the same arm),
+    or takes a plain net's or a one-hint net's weights by layer name and keeps the stems they lack at zero
+    (the arm's start)."""
+    count = saved_variable_count(cfg.init_weights)
+    if not cfg.hint or count == len(generator.weights):
         generator.load_weights(cfg.init_weights)
         return
-    plain = build_generator(dataclasses.replace(cfg, hint=""))
-    plain.load_weights(cfg.init_weights)
-    log.info("kept initial weights for %s", ", ".join(transfer_weights(plain, generator)))
+    for fewer in ("", HINT_NAME):
+        source = build_generator(dataclasses.replace(cfg, hint=fewer))
+        if len(source.weights) == count:
+            source.load_weights(cfg.init_weights)
+            log.info("kept initial weights for %s", ", ".join(transfer_weights(source, generator)))
+            return
+    raise ValueError(f"init_weights {cfg.init_weights} holds {count} arrays: not this net's ({len(generator.weights)}),"
+                     " nor a plain or one-hint net's of the same shape")
 
 
 def synthetic_samplers(cfg: Config) -> tuple[SyntheticPairs, SyntheticPairs]:

@@ -157,7 +157,7 @@ def test_a_corrected_hint_run_trains_exports_and_serves_with_its_corrector(tiny_
     from training.trainer import train
     corrector = tmp_path / "corrector.onnx"
     onnx.save(to_onnx(build_corrector(15, width=2)), corrector)
-    with pytest.raises(ValueError, match="go together"):
+    with pytest.raises(ValueError, match="read a hint_corrector"):
         Config.load(None, [*tiny_overrides, "hint=wiener-corrected"])
     overrides = [*tiny_overrides, "steps=2", "hint=wiener-corrected", f"hint_guide={identity_onnx}",
                  f"hint_corrector={corrector}", "crop=48", "val_crop=48", f"run_dir={tmp_path / 'run'}"]

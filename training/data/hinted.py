@@ -26,7 +26,7 @@ import numpy as np
 from scipy.ndimage import rotate
 
 from service.engine import Engine
-from service.kernel_aware import HINT_CANVAS, KernelOf, estimate_kernel, hinted_input
+from service.kernel_aware import HINT_CANVAS, HINT_NAME, KernelOf, estimate_kernel, hinted_input
 from service.kernel_estimation import centre_on_centroid
 from training.data.kernels import splat
 
@@ -42,15 +42,17 @@ class KernelSampler(Protocol):
 
 
 class HintedPairs:
-    """Index → (H×W×6 blurred and hint, H×W×3 sharp), float32 in [0, 1]; deterministic like its sampler."""
+    """Index → (H×W×(3 + hint channels) blurred and hints, H×W×3 sharp), float32 in [0, 1]; deterministic
+    like its sampler."""
 
     def __init__(self, sampler: Sampler | KernelSampler, guide: Engine, kernel_of: KernelOf = estimate_kernel,
-                 true_share: float = 0.0, seed: int = 0, wrong_share: float = 0.0, wrong_scaled: float = 0.0
-                 ) -> None:
+                 true_share: float = 0.0, seed: int = 0, wrong_share: float = 0.0, wrong_scaled: float = 0.0,
+                 hint: str = HINT_NAME) -> None:
         if true_share + wrong_share > 0 and not hasattr(sampler, "with_kernel"):
             raise ValueError("a share of true- or wrong-kernel hints needs synthetic samples (their kernels are known)")
         self.sampler, self.guide, self.kernel_of = sampler, guide, kernel_of
         self.true_share, self.wrong_share, self.wrong_scaled, self.seed = true_share, wrong_share, wrong_scaled, seed
+        self.hint = hint  # which hints the input carries (service/kernel_aware.py); the shares change the first
 
     def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         draw = np.random.default_rng([self.seed, int(index), 2]).random()
@@ -59,9 +61,11 @@ class HintedPairs:
             hint_kernel = centre_on_centroid(kernel.astype(np.float64))
             if draw >= self.true_share:
                 hint_kernel = self._wrong(hint_kernel, int(index))
-            return hinted_input(blurred, lambda window: blurred[window], lambda _region, _guide: hint_kernel), sharp
+            return hinted_input(blurred, lambda window: blurred[window], lambda _region, _guide: hint_kernel,
+                                self.hint), sharp
         blurred, sharp = self.sampler(index)
-        return hinted_input(blurred, lambda window: self.guide.deblur(blurred[window]).image, self.kernel_of), sharp
+        return hinted_input(blurred, lambda window: self.guide.deblur(blurred[window]).image, self.kernel_of,
+                            self.hint), sharp
 
 
     def _wrong(self, kernel: np.ndarray, index: int) -> np.ndarray:

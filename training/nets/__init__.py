@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from service.kernel_aware import HINT_CHANNELS
+from service.kernel_aware import hint_groups
 from training.config import CHOICES
 from training.nets.discriminator import build_discriminator
 from training.nets.nafunet import build_nafunet
@@ -18,7 +18,7 @@ def build_generator(cfg) -> keras.Model:
         raise ValueError(f"hint {cfg.hint!r} needs generator 'nafunet', not {cfg.generator!r}")
     if cfg.generator == "nafunet":
         return build_nafunet(cfg.width, cfg.enc_blocks, cfg.mid_blocks, cfg.dec_blocks, cfg.kernel_sizes,
-                             hint_channels=HINT_CHANNELS if cfg.hint else 0)
+                             hint_groups=hint_groups(cfg.hint))
     if cfg.generator == "resnet":
         return build_resnet_generator(width=cfg.width)
     raise ValueError(f"unknown generator {cfg.generator!r}: use one of {', '.join(GENERATORS)}")

@@ -39,6 +39,13 @@ class Names:
     DOWN, UP, SHUFFLE, SKIP = "down{}", "up{}", "shuffle{}", "skip{}"
     RGB, HINT, HINT_UNSHUFFLE, HINT_STEM, HINT_ADD = "rgb", "hint", "hint_unshuffle", "hint_stem", "hint_add"  # hinted
 
+    @staticmethod
+    def hint_group(index: int) -> tuple[str, str, str, str]:
+        """(slice, unshuffle, stem, add) of hint group `index`: the first keeps a one-hint net's names, so its
+        weights load into a net with more hints; later ones are `hint2`, `hint2_stem` …"""
+        names = (Names.HINT, Names.HINT_UNSHUFFLE, Names.HINT_STEM, Names.HINT_ADD)
+        return names if index == 0 else tuple(n.replace("hint", f"hint{index + 1}", 1) for n in names)
+
 
 class BlockNames(NamedTuple):
     """The layer names inside one NAF block, `PREFIX_norm1` …"""
@@ -102,29 +109,32 @@ def is_nafunet(model: keras.Model) -> bool:
 
 def build_nafunet(width: int = 24, enc_blocks: Sequence[int] = (1, 1, 2), mid_blocks: int = 4,
                   dec_blocks: Sequence[int] = (1, 1, 1), kernel_sizes: Sequence[int] | None = None,
-                  hint_channels: int = 0, name: str = "nafunet") -> keras.Model:
+                  hint_groups: Sequence[int] = (), name: str = "nafunet") -> keras.Model:
     """NHWC RGB [0, 1] in → same size out; any H, W (pads itself to `size_multiple`).
 
     `kernel_sizes` gives the depthwise kernel of each level, encoder/decoder levels then the middle
-    (default 3 everywhere). `hint_channels` > 0 appends that many input channels (the kernel-aware
-    chain's deconvolution, service/kernel_aware.py) with their own zero-initialised stem added to the
-    RGB stem: every other layer keeps its name and shape, so a plain net's weights load unchanged
+    (default 3 everywhere). Each of `hint_groups` appends that many input channels (the kernel-aware
+    chain's deconvolutions, service/kernel_aware.py) with their own zero-initialised stem added to the
+    RGB stem: every other layer keeps its name and shape, so a net with fewer hints loads unchanged
     (`transfer_weights`) and the hinted net starts as exactly that net."""
     kernel_sizes = tuple(kernel_sizes or (3,) * (len(enc_blocks) + 1))
     if len(kernel_sizes) != len(enc_blocks) + 1 or any(k < 1 or k % 2 == 0 for k in kernel_sizes):
         raise ValueError(f"kernel_sizes must be {len(enc_blocks) + 1} odd sizes (one per level and the middle), "
                          f"got {kernel_sizes}")
     multiple = 2 * 2 ** len(enc_blocks)
-    inputs = keras.Input((None, None, CHANNELS + hint_channels), name=INPUT_NAME)
+    inputs = keras.Input((None, None, CHANNELS + sum(hint_groups)), name=INPUT_NAME)
     # The image path (pad, residual add, crop) stays float32 under a mixed-precision policy: the
     # output is input + correction, and bfloat16 would round the input itself to ~1/256.
     padded = PadToMultiple(multiple, name=Names.PAD, dtype="float32")(inputs)
-    x = ChannelSlice(0, CHANNELS, name=Names.RGB, dtype="float32")(padded) if hint_channels else padded
+    x = ChannelSlice(0, CHANNELS, name=Names.RGB, dtype="float32")(padded) if hint_groups else padded
     h = layers.Conv2D(width, 3, padding="same", name=Names.STEM)(SpaceToDepth(2, name=Names.UNSHUFFLE)(x))
-    if hint_channels:
-        hint = ChannelSlice(CHANNELS, CHANNELS + hint_channels, name=Names.HINT)(padded)
-        hint_stem = layers.Conv2D(width, 3, padding="same", kernel_initializer="zeros", name=Names.HINT_STEM)
-        h = layers.Add(name=Names.HINT_ADD)([h, hint_stem(SpaceToDepth(2, name=Names.HINT_UNSHUFFLE)(hint))])
+    start = CHANNELS
+    for index, size in enumerate(hint_groups):
+        hint_name, unshuffle_name, stem_name, add_name = Names.hint_group(index)
+        hint = ChannelSlice(start, start + size, name=hint_name)(padded)
+        hint_stem = layers.Conv2D(width, 3, padding="same", kernel_initializer="zeros", name=stem_name)
+        h = layers.Add(name=add_name)([h, hint_stem(SpaceToDepth(2, name=unshuffle_name)(hint))])
+        start += size
     skips, channels = [], width
     for level, n in enumerate(enc_blocks):
         for i in range(n):

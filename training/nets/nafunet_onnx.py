@@ -116,14 +116,20 @@ def nafunet_to_onnx(generator: keras.Model, opset: int = OPSET) -> onnx.ModelPro
     pads = g.op("Concat", [g.const(np.zeros(6, np.int64), "zeros"), pad_hw], "pads", axis=0)
     padded = g.op("Pad", [x, pads], Names.PAD, mode="reflect")
     channels = generator.inputs[0].shape[-1]
-    if channels > CHANNELS:  # a hinted net (nafunet's hint_channels): photo and hint split, two stems added
+    if channels > CHANNELS:  # a hinted net (nafunet's hint_groups): photo and hints split, a stem each, added
         def channel_slice(start: int, stop: int, name: str) -> str:
             bounds = [g.const(np.array([v], np.int64), r) for v, r in ((start, "from"), (stop, "to"), (1, "axis"))]
             return g.op("Slice", [padded, *bounds], name)
-        rgb, hint = channel_slice(0, CHANNELS, Names.RGB), channel_slice(CHANNELS, channels, Names.HINT)
-        photo = g.keras_conv(g.op("SpaceToDepth", [rgb], Names.UNSHUFFLE, blocksize=2), Names.STEM)
-        extra = g.keras_conv(g.op("SpaceToDepth", [hint], Names.HINT_UNSHUFFLE, blocksize=2), Names.HINT_STEM)
-        h = g.op("Add", [photo, extra], Names.HINT_ADD)
+        rgb = channel_slice(0, CHANNELS, Names.RGB)
+        h = g.keras_conv(g.op("SpaceToDepth", [rgb], Names.UNSHUFFLE, blocksize=2), Names.STEM)
+        layer_names, index = {layer.name for layer in generator.layers}, 0
+        while Names.hint_group(index)[0] in layer_names:
+            hint_name, unshuffle_name, stem_name, add_name = Names.hint_group(index)
+            group = generator.get_layer(hint_name)
+            hint = channel_slice(group.start, group.stop, hint_name)
+            h = g.op("Add", [h, g.keras_conv(g.op("SpaceToDepth", [hint], unshuffle_name, blocksize=2), stem_name)],
+                     add_name)
+            index += 1
         padded = rgb
     else:
         h = g.keras_conv(g.op("SpaceToDepth", [padded], Names.UNSHUFFLE, blocksize=2), Names.STEM)

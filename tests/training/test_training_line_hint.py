@@ -1,0 +1,101 @@
+"""A refiner that reads the line hint (service/kernel_aware.py's LINE_HINT_NAME) beside the guided one:
+it starts as the one-hint refiner it grows from, trains, exports with parity and is served."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+LINE = "wiener-corrected+line"
+
+
+@pytest.fixture
+def corrector(tmp_path: Path) -> Path:
+    import onnx
+
+    from training.kernel_corrector import build_corrector, to_onnx
+    path = tmp_path / "corrector.onnx"
+    onnx.save(to_onnx(build_corrector(15, width=2)), path)
+    return path
+
+
+def test_a_line_hint_net_starts_as_the_one_hint_net_and_exports_with_parity(tiny_overrides: list[str],
+                                                                           corrector: Path) -> None:
+    from training.config import Config
+    from training.export import check_parity
+    from training.nets import build_generator
+    from training.nets.nafunet import transfer_weights
+    from training.nets.nafunet_onnx import nafunet_to_onnx
+    cfg = Config.load(None, [*tiny_overrides, "hint=wiener"])
+    one, two = build_generator(cfg), build_generator(dataclasses.replace(cfg, hint=LINE))
+    rng = np.random.default_rng(1)
+    for w in one.weights:
+        w.assign(rng.normal(0, 0.1, w.shape).astype(w.dtype))
+    assert transfer_weights(one, two) == ["hint2_stem"]
+    x = rng.random((2, 24, 40, 7)).astype(np.float32)
+    np.testing.assert_array_equal(two(x).numpy(), one(x[..., :6]).numpy())  # the new stem starts at zero
+    for w in two.weights:
+        w.assign(rng.normal(0, 0.1, w.shape).astype(w.dtype))
+    model = nafunet_to_onnx(two)
+    assert model.graph.input[0].type.tensor_type.shape.dim[3].dim_value == 7
+    assert check_parity(lambda batch: two(batch).numpy(), model, tolerance=1e-4) < 1e-4
+
+
+def test_line_hinted_samples_carry_the_line_hint_whatever_made_the_first(make_photo, identity_onnx: Path) -> None:
+    from service.engine import Engine
+    from service.kernel_aware import hinted_input, line_hint
+    from training.data.hinted import HintedPairs
+    from training.data.synthesis import SyntheticPairs
+    photos = [make_photo(np.random.default_rng(i), 120, 120) for i in range(2)]
+    source = SyntheticPairs(photos, 48, seed=5, max_blur=15, kernel_weights=(0, 1))
+    guide = Engine(identity_onnx, providers=["cpu"], threads=1)
+    plain = HintedPairs(source, guide, seed=5)
+    lined = HintedPairs(source, guide, true_share=0.5, seed=5, wrong_share=0.3, hint=LINE)
+    right = HintedPairs(source, guide, true_share=0.5, seed=5, wrong_share=0.3)
+    for index in range(6):
+        blurred, _, _ = source.with_kernel(index)
+        made, _ = lined(index)
+        assert made.shape == (48, 48, 7)
+        np.testing.assert_array_equal(made[..., :6], right(index)[0])  # the first hint's shares are unchanged
+        np.testing.assert_allclose(made[..., 6:], np.clip(line_hint(blurred)[0], 0, 1), atol=1e-6)
+    estimated = hinted_input(source(0)[0], lambda window: guide.deblur(source(0)[0][window]).image)
+    np.testing.assert_array_equal(plain(0)[0], estimated)
+
+
+def test_a_line_hint_run_grows_from_one_hint_weights_exports_and_serves(tiny_overrides: list[str],
+                                                                        identity_onnx: Path, corrector: Path,
+                                                                        tmp_path: Path) -> None:
+    from service.engine import Engine
+    from service.kernel_aware import line_hint
+    from training.config import Config
+    from training.export import main as export_main
+    from training.nets import build_generator
+    from training.trainer import initialise_generator, train
+    common = [*tiny_overrides, "steps=2", f"hint_guide={identity_onnx}", "crop=48", "val_crop=48"]
+    one = train(Config.load(None, [*common, "hint=wiener", f"run_dir={tmp_path / 'one'}"]))
+    overrides = [*common, f"hint={LINE}", f"hint_corrector={corrector}", f"run_dir={tmp_path / 'two'}",
+                 f"init_weights={one / 'generator.weights.h5'}"]
+    cfg = Config.load(None, overrides)
+    grown, source = build_generator(cfg), build_generator(Config.load(None, [*common, "hint=wiener"]))
+    source.load_weights(one / "generator.weights.h5")
+    initialise_generator(grown, cfg)
+    assert np.array_equal(grown.get_layer("hint_stem").get_weights()[0], source.get_layer("hint_stem").get_weights()[0])
+    assert not np.any(grown.get_layer("hint2_stem").get_weights()[0])
+    run_dir = train(cfg)
+    with np.load(run_dir / "ckpt.npz") as data:
+        assert any(data[k].shape[:3] == (3, 3, 4) for k in data.files if k.startswith("g/"))  # 1 channel, unshuffled
+    out = tmp_path / "export" / "refiner.onnx"
+    assert export_main(["--run-dir", str(run_dir), "--out", str(out)]) == 0
+    engine = Engine(out, providers=["cpu"], tile_size=64, tile_overlap=16, threads=1)
+    assert engine.hint_channels == 4 and engine.describe()["kernel_aware"]["hint"] == LINE
+    rgb = np.random.default_rng(4).random((70, 90, 3)).astype(np.float32)
+    np.testing.assert_allclose(engine.model_input(rgb)[..., 6:], np.clip(line_hint(rgb)[0], 0, 1), atol=1e-6)
+    assert engine.deblur(rgb).image.shape == rgb.shape
+    other = build_generator(Config.load(None, [*common, "hint=wiener", "mid_blocks=2"]))
+    other.save_weights(tmp_path / "other.weights.h5")
+    elsewhere = dataclasses.replace(cfg, init_weights=str(tmp_path / "other.weights.h5"))
+    with pytest.raises(ValueError, match="not this net's"):  # another shape of net: a clear error, not Keras's
+        initialise_generator(build_generator(cfg), elsewhere)
