@@ -80,20 +80,24 @@ def wiener_hint(blurred: np.ndarray, guide_of: GuideOf, kernel_of: KernelOf = es
     return wiener(blurred, kernel, HINT_WEIGHT, HINT_BOUNDARY_ITERATIONS), kernel
 
 
-def line_hint(blurred: np.ndarray, window: Window | None = None) -> tuple[np.ndarray, np.ndarray]:
+def line_hint(blurred: np.ndarray, window: Window | None = None,
+              kernel_of: Callable[[np.ndarray], np.ndarray] = line_kernel) -> tuple[np.ndarray, np.ndarray]:
     """(H×W×1 sRGB luminance of the whole photo deconvolved with the cepstral streak of its estimation
-    region, that streak): the second hint of LINE_HINT_NAME, made without a guide."""
-    kernel = line_kernel(blurred[window or estimation_region(blurred)])
+    region, that streak): the second hint of LINE_HINT_NAME, made without a guide. `kernel_of` swaps the
+    estimator (training hands some samples their true kernel)."""
+    kernel = kernel_of(blurred[window or estimation_region(blurred)])
     gray = to_srgb(luminance_linear(blurred))[..., None]
     return wiener(gray, kernel, HINT_WEIGHT, HINT_BOUNDARY_ITERATIONS), kernel
 
 
 def hinted_input(blurred: np.ndarray, guide_of: GuideOf, kernel_of: KernelOf = estimate_kernel,
-                 hint: str = HINT_NAME) -> np.ndarray:
+                 hint: str = HINT_NAME, line_kernel_of: Callable[[np.ndarray], np.ndarray] = line_kernel
+                 ) -> np.ndarray:
     """H×W×(3 + the hint's groups) float32: the photo, then its hints clipped to [0, 1] (what a kernel-aware
-    model reads). Only `hint`'s channel groups matter here: the guided kernel comes from `kernel_of`."""
+    model reads). Only `hint`'s channel groups matter here: the kernels come from `kernel_of` (guided)
+    and `line_kernel_of` (the line hint's)."""
     window = estimation_region(blurred)
     hints = [wiener_hint(blurred, guide_of, kernel_of, window)[0]]
     if hint == LINE_HINT_NAME:
-        hints.append(line_hint(blurred, window)[0])
+        hints.append(line_hint(blurred, window, line_kernel_of)[0])
     return np.concatenate([blurred, *(np.clip(h, 0.0, 1.0) for h in hints)], -1).astype(np.float32)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.kernel_aware import CORRECTED_HINTS, HINT_NAMES
+from service.kernel_aware import CORRECTED_HINTS, HINT_NAMES, LINE_HINT_NAME
 from training.data.kernels import DEFAULT_KERNEL_WEIGHTS, check_kernel_weights
 from training.data.realism import Realism
 
@@ -21,7 +21,7 @@ CHOICES = {
     "hint": ("", *HINT_NAMES),  # "" = a plain net; else the service's hint the net reads beside the photo
 }
 PROBABILITIES = ("saturation_prob", "tone_curve_prob", "nonuniform_blur_prob", "offcentre_prob", "hint_true_share",
-                 "hint_wrong_share", "hint_wrong_scaled")
+                 "hint_wrong_share", "hint_wrong_scaled", "hint_line_true_share")
 
 
 @dataclass
@@ -66,6 +66,7 @@ class Config:
                                                 # plausible wrong kernel: the refiner learns to fall back on the photo
     hint_wrong_scaled: float = 0.0              # share of those wrong hints whose true kernel is SCALED x0.3-0.7 or
                                                 # x1.3-1.8 instead of turned: the right direction, the wrong length
+    hint_line_true_share: float = 0.0           # hint wiener-corrected+line: share whose LINE hint uses the true kernel
     kernel_canvas: int = 45                     # kernel estimator's square canvas (px, odd; holds max_blur + 2)
     guide_content_weight: float = 10.0          # kernel estimator: Charbonnier of the guide vs sharp, beside the kernel
     disc_width: int = 32
@@ -134,6 +135,9 @@ class Config:
             if getattr(cfg, key) > 0 and (not cfg.hint or cfg.paired):
                 raise ValueError(f"{key} {getattr(cfg, key)} needs a hint and synthetic blur (the true kernels are "
                                  f"known only there): hint is {cfg.hint!r}, paired is {cfg.paired!r}")
+        if cfg.hint_line_true_share > 0 and (cfg.hint != LINE_HINT_NAME or cfg.paired):
+            raise ValueError(f"hint_line_true_share {cfg.hint_line_true_share} needs hint {LINE_HINT_NAME!r} and "
+                             f"synthetic blur: hint is {cfg.hint!r}, paired is {cfg.paired!r}")
         if cfg.hint_wrong_scaled > 0 and cfg.hint_wrong_share == 0:
             raise ValueError(f"hint_wrong_scaled {cfg.hint_wrong_scaled} is a share of the wrong-kernel hints, and "
                              "hint_wrong_share is 0: set it above 0")

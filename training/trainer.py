@@ -52,7 +52,7 @@ def build_data(cfg: Config):
         kernel_of = KernelCorrector(Path(cfg.hint_corrector), guide=guide.deblurred) if cfg.hint_corrector \
             else estimate_kernel
         train = HintedPairs(train, guide, kernel_of, cfg.hint_true_share, cfg.seed, cfg.hint_wrong_share,
-                            cfg.hint_wrong_scaled, hint=cfg.hint)
+                            cfg.hint_wrong_scaled, hint=cfg.hint, line_true_share=cfg.hint_line_true_share)
         val = HintedPairs(val, guide, kernel_of, hint=cfg.hint)
     return train, fixed_set(val, cfg.val_images)
 

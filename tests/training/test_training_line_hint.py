@@ -65,6 +65,35 @@ def test_line_hinted_samples_carry_the_line_hint_whatever_made_the_first(make_ph
     np.testing.assert_array_equal(plain(0)[0], estimated)
 
 
+def test_a_share_of_line_hints_is_made_with_the_true_kernel(make_photo, identity_onnx: Path,
+                                                            tiny_overrides: list[str]) -> None:
+    from service.engine import Engine
+    from service.kernel_aware import line_hint
+    from service.kernel_estimation import centre_on_centroid
+    from training.config import Config
+    from training.data.hinted import HintedPairs
+    from training.data.synthesis import SyntheticPairs
+    photos = [make_photo(np.random.default_rng(i), 120, 120) for i in range(2)]
+    source = SyntheticPairs(photos, 48, seed=5, max_blur=15, kernel_weights=(1, 1))
+    guide = Engine(identity_onnx, providers=["cpu"], threads=1)
+    cepstral = HintedPairs(source, guide, true_share=0.3, seed=5, hint=LINE)
+    told = HintedPairs(source, guide, true_share=0.3, seed=5, hint=LINE, line_true_share=1.0)
+    half = HintedPairs(source, guide, true_share=0.3, seed=5, hint=LINE, line_true_share=0.5)
+    for index in range(4):
+        blurred, _, kernel = source.with_kernel(index)
+        made = told(index)[0]
+        np.testing.assert_array_equal(made[..., :6], cepstral(index)[0][..., :6])  # the first hint is unchanged
+        truth = centre_on_centroid(kernel.astype(np.float64))
+        np.testing.assert_allclose(made[..., 6:], np.clip(line_hint(blurred, kernel_of=lambda _r, k=truth: k)[0], 0, 1),
+                                   atol=1e-6)
+    kinds = {np.array_equal(half(i)[0], told(i)[0]) for i in range(12)}
+    assert kinds == {True, False}  # some line hints are the cepstrum's, some the truth's
+    for bad in (["hint=wiener", "hint_line_true_share=0.3"],
+                [f"hint={LINE}", "hint_corrector=c.onnx", "hint_line_true_share=1.5"]):
+        with pytest.raises(ValueError, match="hint_line_true_share"):
+            Config.load(None, [*tiny_overrides, *bad])
+
+
 def test_a_line_hint_run_grows_from_one_hint_weights_exports_and_serves(tiny_overrides: list[str],
                                                                         identity_onnx: Path, corrector: Path,
                                                                         tmp_path: Path) -> None:

@@ -15,6 +15,11 @@ nearly right hints follows it and makes the photo worse than no hint would (sess
 right size and texture, the wrong direction, which it has to learn to notice and fall back from.
 `wrong_scaled` of those get the true kernel scaled ×0.3–0.7 or ×1.3–1.8 instead: the right direction and
 the wrong length, the blind estimator's usual error on long blur (too short), and its mirror (too long).
+
+The line hint (LINE_HINT_NAME) is the cepstrum's streak, right on long straight blur and wrong on the
+rest, as the service makes it. Right ones are rare in training crops, so a refiner learns to use it
+slowly; `line_true_share` of the samples (an independent draw) get the line hint made with the true
+kernel instead, the same lesson `true_share` teaches the first hint.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ import numpy as np
 from scipy.ndimage import rotate
 
 from service.engine import Engine
-from service.kernel_aware import HINT_CANVAS, HINT_NAME, KernelOf, estimate_kernel, hinted_input
+from service.kernel_aware import HINT_CANVAS, HINT_NAME, LINE_HINT_NAME, KernelOf, estimate_kernel, hinted_input
 from service.kernel_estimation import centre_on_centroid
+from service.line_kernel import line_kernel
 from training.data.kernels import splat
 
 Sampler = Callable[[int], tuple[np.ndarray, np.ndarray]]
@@ -47,25 +53,31 @@ class HintedPairs:
 
     def __init__(self, sampler: Sampler | KernelSampler, guide: Engine, kernel_of: KernelOf = estimate_kernel,
                  true_share: float = 0.0, seed: int = 0, wrong_share: float = 0.0, wrong_scaled: float = 0.0,
-                 hint: str = HINT_NAME) -> None:
-        if true_share + wrong_share > 0 and not hasattr(sampler, "with_kernel"):
+                 hint: str = HINT_NAME, line_true_share: float = 0.0) -> None:
+        if true_share + wrong_share + line_true_share > 0 and not hasattr(sampler, "with_kernel"):
             raise ValueError("a share of true- or wrong-kernel hints needs synthetic samples (their kernels are known)")
         self.sampler, self.guide, self.kernel_of = sampler, guide, kernel_of
         self.true_share, self.wrong_share, self.wrong_scaled, self.seed = true_share, wrong_share, wrong_scaled, seed
-        self.hint = hint  # which hints the input carries (service/kernel_aware.py); the shares change the first
+        self.hint = hint  # which hints the input carries (service/kernel_aware.py)
+        self.line_true_share = line_true_share if hint == LINE_HINT_NAME else 0.0  # the line hint's own share
 
     def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        draw = np.random.default_rng([self.seed, int(index), 2]).random()
-        if draw < self.true_share + self.wrong_share:
+        index = int(index)
+        draw = np.random.default_rng([self.seed, index, 2]).random()
+        first_known = draw < self.true_share + self.wrong_share
+        line_true = np.random.default_rng([self.seed, index, 5]).random() < self.line_true_share
+        if first_known or line_true:
             blurred, sharp, kernel = self.sampler.with_kernel(index)
-            hint_kernel = centre_on_centroid(kernel.astype(np.float64))
-            if draw >= self.true_share:
-                hint_kernel = self._wrong(hint_kernel, int(index))
-            return hinted_input(blurred, lambda window: blurred[window], lambda _region, _guide: hint_kernel,
-                                self.hint), sharp
-        blurred, sharp = self.sampler(index)
-        return hinted_input(blurred, lambda window: self.guide.deblur(blurred[window]).image, self.kernel_of,
-                            self.hint), sharp
+            true_kernel = centre_on_centroid(kernel.astype(np.float64))
+        else:
+            blurred, sharp = self.sampler(index)
+        if first_known:
+            hint_kernel = true_kernel if draw < self.true_share else self._wrong(true_kernel, index)
+            guide_of, kernel_of = (lambda window: blurred[window]), (lambda _region, _guide: hint_kernel)
+        else:
+            guide_of, kernel_of = (lambda window: self.guide.deblur(blurred[window]).image), self.kernel_of
+        line_of = (lambda _region: true_kernel) if line_true else line_kernel
+        return hinted_input(blurred, guide_of, kernel_of, self.hint, line_of), sharp
 
 
     def _wrong(self, kernel: np.ndarray, index: int) -> np.ndarray:
