@@ -3,8 +3,8 @@
     python -m bench.kernel_aware --chain runs/hinted1/export/refiner.onnx [--model models/deblur-generator.onnx]
 
 Rows: the plain model (Engine.deblur), the whole chain (Engine.deblur of the kernel-aware model: guide,
-kernel estimate, Wiener hint, refiner) and each stage of the chain alone, so the 1.0 s budget of issue 15
-can be read against where the time goes. Threads: the engine's default (all cores).
+kernel estimate, Wiener hint, the line hint where the model reads one, refiner) and each stage alone, so
+the 1.0 s budget of issue 15 can be read against where the time goes. Threads: the engine's default (all cores).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.common import SIZES, Report, Table, base_parser, finish, interleaved, synthetic_photo
 from service.deconvolution import wiener
 from service.engine import Engine
-from service.kernel_aware import HINT_BOUNDARY_ITERATIONS, HINT_WEIGHT, estimation_region
+from service.kernel_aware import HINT_BOUNDARY_ITERATIONS, HINT_WEIGHT, LINE_HINT_NAME, estimation_region, line_hint
 from service.tiling import run_tiled
 
 
@@ -41,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         "  2 kernel estimate (estimation_region, support_kernel" + (", corrector)" if chain.corrector else ")"):
             lambda: chain.kernel_of(rgb[estimation_region(rgb)], guide),
         "  3 Wiener hint": lambda: wiener(rgb, kernel, HINT_WEIGHT, HINT_BOUNDARY_ITERATIONS),
-        "  4 refiner (tiled, 6 channels)": lambda: run_tiled(stacked, chain.run, plan, chain.tile_batch,
-                                                              channels_out=3),
+        **({"  3b line hint (cepstrum, luminance Wiener)": lambda: line_hint(rgb)} if chain.hint == LINE_HINT_NAME
+           else {}),
+        f"  4 refiner (tiled, {stacked.shape[-1]} channels)": lambda: run_tiled(stacked, chain.run, plan,
+                                                                               chain.tile_batch, channels_out=3),
     }
     timings = interleaved(stages, 1 if args.quick else args.repeats)
     base = timings["plain model (Engine.deblur)"].median

@@ -108,3 +108,12 @@ def test_a_line_hint_model_needs_its_channels_and_corrector(line_folder: Path, c
                          corrector=corrector)
     with pytest.raises(ModelError, match=message):
         Engine(model, providers=["cpu"], threads=1)
+
+
+def test_the_chain_bench_times_the_line_hint(line_folder: Path, capsys) -> None:
+    from bench.kernel_aware import main as bench_main
+    model = hinted_model(line_folder / "model.onnx", "guide.onnx", LINE_HINT_NAME, channels=7,
+                         corrector="corrector.onnx")
+    assert bench_main(["--chain", str(model), "--model", str(line_folder / "guide.onnx"), "--quick"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == 7 and "line hint" in rows[5] and "7 channels" in rows[6]
