@@ -197,3 +197,16 @@ def solve_support(auto: np.ndarray, rhs: np.ndarray, ridge: float = SUPPORT_RIDG
         momentum = k + (t - 1) / t_next * (k - previous)
         previous, t = k, t_next
     return k
+
+
+def splat(points: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
+    """Weighted sub-pixel (x, y) points, in canvas coordinates, splatted bilinearly; unit sum."""
+    kernel = np.zeros((size + 1, size + 1), np.float64)
+    x0 = np.floor(points[:, 0]).astype(int)
+    y0 = np.floor(points[:, 1]).astype(int)
+    fx, fy = points[:, 0] - x0, points[:, 1] - y0
+    x0, y0 = np.clip(x0, 0, size - 1), np.clip(y0, 0, size - 1)
+    for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        np.add.at(kernel, (y0 + dy, x0 + dx), w * weights)
+    kernel = kernel[:size, :size]
+    return kernel / kernel.sum()

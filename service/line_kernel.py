@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernel_estimation import luminance_linear
+from .kernel_estimation import luminance_linear, splat
 
 LINE_CANVAS = 61  # the candidate's square support (px): streaks up to 59 px, longer than the training blur
 MIN_LAG = 8.0  # shorter lags are the photo's own spectral envelope, not a streak's zeros
@@ -46,14 +46,8 @@ def line_psf(degrees: float, length: float, canvas: int = LINE_CANVAS) -> np.nda
     centre of a canvas² grid, drawn by bilinear splats four per pixel; unit sum."""
     t = np.linspace(-0.5, 0.5, max(int(4 * length), 8)) * (length - 1)
     theta = np.deg2rad(degrees)
-    cols, rows = (canvas - 1) / 2 + np.cos(theta) * t, (canvas - 1) / 2 - np.sin(theta) * t
-    kernel = np.zeros((canvas + 1, canvas + 1))
-    r0, c0 = np.floor(rows).astype(int), np.floor(cols).astype(int)
-    fr, fc = rows - r0, cols - c0
-    for dr, dc, weight in ((0, 0, (1 - fr) * (1 - fc)), (0, 1, (1 - fr) * fc), (1, 0, fr * (1 - fc)), (1, 1, fr * fc)):
-        np.add.at(kernel, (r0 + dr, c0 + dc), weight)
-    kernel = kernel[:canvas, :canvas]
-    return kernel / kernel.sum()
+    points = (canvas - 1) / 2 + np.stack([np.cos(theta) * t, -np.sin(theta) * t], 1)
+    return splat(points, np.ones(len(t)), canvas)
 
 
 def line_fit(region: np.ndarray) -> tuple[float, float] | None:

@@ -131,13 +131,12 @@ class Config:
         if (cfg.hint in CORRECTED_HINTS) != bool(cfg.hint_corrector):
             raise ValueError(f"hints {' and '.join(map(repr, CORRECTED_HINTS))} read a hint_corrector, and only "
                              f"they do: hint is {cfg.hint!r}, hint_corrector is {cfg.hint_corrector!r}")
-        for key in ("hint_true_share", "hint_wrong_share"):
-            if getattr(cfg, key) > 0 and (not cfg.hint or cfg.paired):
-                raise ValueError(f"{key} {getattr(cfg, key)} needs a hint and synthetic blur (the true kernels are "
-                                 f"known only there): hint is {cfg.hint!r}, paired is {cfg.paired!r}")
-        if cfg.hint_line_true_share > 0 and (cfg.hint != LINE_HINT_NAME or cfg.paired):
-            raise ValueError(f"hint_line_true_share {cfg.hint_line_true_share} needs hint {LINE_HINT_NAME!r} and "
-                             f"synthetic blur: hint is {cfg.hint!r}, paired is {cfg.paired!r}")
+        for key, needed, hinted in (("hint_true_share", "a hint", bool(cfg.hint)),
+                                    ("hint_wrong_share", "a hint", bool(cfg.hint)),
+                                    ("hint_line_true_share", f"hint {LINE_HINT_NAME!r}", cfg.hint == LINE_HINT_NAME)):
+            if getattr(cfg, key) > 0 and (not hinted or cfg.paired):
+                raise ValueError(f"{key} {getattr(cfg, key)} needs {needed} and synthetic blur (the true kernels "
+                                 f"are known only there): hint is {cfg.hint!r}, paired is {cfg.paired!r}")
         if cfg.hint_wrong_scaled > 0 and cfg.hint_wrong_share == 0:
             raise ValueError(f"hint_wrong_scaled {cfg.hint_wrong_scaled} is a share of the wrong-kernel hints, and "
                              "hint_wrong_share is 0: set it above 0")

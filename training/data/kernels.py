@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from service.kernel_estimation import splat  # one home: the service draws its line hint's streak with it
+
 FAMILIES = ("shake", "line", "defocus", "blob", "gaussian", "curve")
 MOTION_CAP = 35.0  # shake/streak/curve extent cap (px) of the validation samples and of every run before max_motion
 # how often each family is drawn (Config.kernel_weights). "curve" came last and is off by default, so the
@@ -28,19 +30,6 @@ def check_kernel_weights(weights: tuple[float, ...]) -> None:
 def _rasterise(points: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
     """Splat sub-pixel (x, y) points bilinearly onto a size×size canvas centred on their centroid."""
     return splat(points - np.average(points, axis=0, weights=weights) + (size - 1) / 2, weights, size)
-
-
-def splat(points: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
-    """Weighted sub-pixel (x, y) points, in canvas coordinates, splatted bilinearly; unit sum."""
-    kernel = np.zeros((size + 1, size + 1), np.float64)
-    x0 = np.floor(points[:, 0]).astype(int)
-    y0 = np.floor(points[:, 1]).astype(int)
-    fx, fy = points[:, 0] - x0, points[:, 1] - y0
-    x0, y0 = np.clip(x0, 0, size - 1), np.clip(y0, 0, size - 1)
-    for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        np.add.at(kernel, (y0 + dy, x0 + dx), w * weights)
-    kernel = kernel[:size, :size]
-    return kernel / kernel.sum()
 
 
 def canvas_size(extent: float) -> int:
