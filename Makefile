@@ -7,8 +7,9 @@ PORT   ?= 8000
 CONFIG ?= models/train-config.json
 RUN    ?= runs/phase1
 MODEL  ?= models/deblur-generator.onnx
+THREADS ?= 2
 
-.PHONY: serve test lint train export eval photos bench clean browser-deps proxy-deps redis-deps
+.PHONY: serve test lint train export eval score photos bench clean browser-deps proxy-deps redis-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +68,13 @@ export: $(VENV)/.dev
 
 eval: $(VENV)/.dev
 	$(BIN)/deblur-eval --model $(MODEL) --out runs/eval $(ARGS)
+
+# A kernel-aware run's score as docs/kernel-aware.md reports it: export the chain (its config's guide and
+# corrector), then the independent protocol, then the own protocol with the real photos' before/after crops.
+score: $(VENV)/.dev photos
+	$(BIN)/deblur-export --run-dir $(RUN) --out $(RUN)/export/refiner.onnx
+	$(BIN)/deblur-eval --model $(RUN)/export/refiner.onnx --protocol independent --threads $(THREADS) --out $(RUN)/independent
+	$(BIN)/deblur-eval --model $(RUN)/export/refiner.onnx --threads $(THREADS) --real data/photos/real-blur --out $(RUN)/own
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench $(ARGS)

@@ -52,7 +52,8 @@ def build_data(cfg: Config):
         kernel_of = KernelCorrector(Path(cfg.hint_corrector), guide=guide.deblurred) if cfg.hint_corrector \
             else estimate_kernel
         train = HintedPairs(train, guide, kernel_of, cfg.hint_true_share, cfg.seed, cfg.hint_wrong_share,
-                            cfg.hint_wrong_scaled, hint=cfg.hint, line_true_share=cfg.hint_line_true_share)
+                            cfg.hint_wrong_scaled, hint=cfg.hint, line_true_share=cfg.hint_line_true_share,
+                            crop=cfg.crop)
         val = HintedPairs(val, guide, kernel_of, hint=cfg.hint)
     return train, fixed_set(val, cfg.val_images)
 
@@ -88,10 +89,15 @@ def synthetic_samplers(cfg: Config) -> tuple[SyntheticPairs, SyntheticPairs]:
     realism steps apply to training samples only: validation stays the plain synthesis, comparable across runs."""
     folders = [f for f in cfg.photos.split(",") if f]
     photos, val_photos, _ = split_photos(folders, cfg.val_fraction, cfg.crop)
+    side = cfg.hint_context or cfg.crop  # training samples are contexts the crop is cut from after the hints
+    if side > cfg.crop:
+        photos = [p for p in photos if min(p.shape[:2]) >= side]
+        if not photos:
+            raise DataError(f"no training photo has a side of hint_context ({side} px) or more")
     log.info("%d training photos, %d validation photos", len(photos), len(val_photos))
     kw = dict(max_blur=cfg.max_blur, kernel_weights=cfg.kernel_weights, max_noise=cfg.max_noise,
               jpeg_prob=cfg.jpeg_prob)
-    train = SyntheticPairs(photos, cfg.crop, cfg.seed, scale_range=cfg.scale_range, realism=cfg.realism(),
+    train = SyntheticPairs(photos, side, cfg.seed, scale_range=cfg.scale_range, realism=cfg.realism(),
                            max_motion=cfg.max_motion, **kw)
     val_source = val_photos or photos
     if not val_photos:

@@ -128,3 +128,52 @@ def test_a_line_hint_run_grows_from_one_hint_weights_exports_and_serves(tiny_ove
     elsewhere = dataclasses.replace(cfg, init_weights=str(tmp_path / "other.weights.h5"))
     with pytest.raises(ValueError, match="not this net's"):  # another shape of net: a clear error, not Keras's
         initialise_generator(build_generator(cfg), elsewhere)
+
+
+def test_with_a_context_the_streak_is_estimated_on_the_whole_sample_and_the_crop_gets_the_hints(
+        make_photo, identity_onnx: Path) -> None:
+    from service.engine import Engine
+    from service.kernel_aware import estimation_region, hinted_input
+    from service.line_kernel import line_kernel
+    from training.data.hinted import HintedPairs
+    from training.data.synthesis import SyntheticPairs
+    photos = [make_photo(np.random.default_rng(i), 160, 160) for i in range(2)]
+    source = SyntheticPairs(photos, 96, seed=5, max_blur=15, kernel_weights=(0, 1))
+    guide = Engine(identity_onnx, providers=["cpu"], threads=1)
+    cut = HintedPairs(source, guide, true_share=0.5, seed=5, hint=LINE, crop=48)
+    corners = set()
+    for index in range(6):
+        blurred, sharp = source(index)
+        made, target = cut(index)
+        assert made.shape == (48, 48, 7) and target.shape == (48, 48, 3)
+        found = [(y, x) for y in range(49) for x in range(49) if np.array_equal(sharp[y:y + 48, x:x + 48], target)]
+        assert found, "the target is a window of the sample"
+        y, x = found[0]
+        np.testing.assert_array_equal(made[..., :3], blurred[y:y + 48, x:x + 48])
+        corners.add((y, x))
+        streak = line_kernel(blurred[estimation_region(blurred)])  # the whole 96² sample's, not the crop's
+        crop = blurred[y:y + 48, x:x + 48]
+        expected = hinted_input(crop, lambda w, c=crop: c[w], lambda _r, _g: np.ones((1, 1)), LINE,
+                                lambda _r, k=streak: k)
+        np.testing.assert_allclose(made[..., 6:], expected[..., 6:], atol=1e-6)
+    assert len(corners) > 1  # the crop's position is drawn per sample
+    np.testing.assert_array_equal(cut(3)[0], cut(3)[0])  # and fixed by (seed, index)
+
+
+def test_a_run_with_a_hint_context_trains_on_crops_cut_from_larger_samples(tiny_overrides: list[str],
+                                                                           identity_onnx: Path, corrector: Path,
+                                                                           tmp_path: Path) -> None:
+    from training.config import Config
+    from training.trainer import build_data, train
+    common = [*tiny_overrides, f"hint_guide={identity_onnx}", f"hint={LINE}", f"hint_corrector={corrector}"]
+    cfg = Config.load(None, [*common, "hint_context=96", "steps=2"])
+    made, _ = build_data(cfg)
+    assert made.sampler.crop == 96 and made.crop == 32
+    assert made(0)[0].shape == (32, 32, 7) and made(0)[1].shape == (32, 32, 3)
+    assert (train(cfg) / "generator.weights.h5").exists()
+    with pytest.raises(Exception, match="hint_context"):  # no 130² photo in the folder: a clear error
+        build_data(Config.load(None, [*common, "hint_context=130"]))
+    for bad in (["hint_context=16"], ["hint=", "hint_corrector=", "hint_context=96"]):
+        with pytest.raises(ValueError, match="hint_context"):
+            Config.load(None, [*tiny_overrides, f"hint_guide={identity_onnx}", f"hint={LINE}",
+                               f"hint_corrector={corrector}", *bad])

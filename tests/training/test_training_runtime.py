@@ -30,3 +30,27 @@ def test_the_train_step_benchmark_times_the_optimisers_training_uses() -> None:
     gan, opts = _gan(cfg, "float32", None), make_optimizers(cfg)
     assert _betas(gan.g_optimizer) == _betas(opts.generator)
     assert _betas(gan.d_optimizer) == _betas(opts.discriminator)
+
+
+def test_bfloat16_on_a_cpu_without_it_is_named_in_a_warning(tmp_path, monkeypatch, caplog) -> None:
+    from training import runtime
+    cpuinfo = tmp_path / "cpuinfo"
+    for text, lacks in (("flags\t\t: fpu sse4_2 avx avx2 fma\n", True),
+                        ("flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n", False),
+                        ("Features\t: fp asimd bf16 i8mm\n", False),
+                        ("processor\t: 0\n", False)):  # no flags line: unknown, so no warning
+        cpuinfo.write_text(text * 2)
+        assert runtime.cpu_lacks_bfloat16(cpuinfo) is lacks
+    assert runtime.cpu_lacks_bfloat16(tmp_path / "absent") is False
+    monkeypatch.setattr(runtime, "cpu_lacks_bfloat16", lambda: True)
+    monkeypatch.setattr(runtime, "_accelerated", lambda: False)
+    with caplog.at_level("WARNING", "deblur-train"), runtime.precision_policy("mixed_bfloat16"):
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert "precision=float32" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", "deblur-train"), runtime.precision_policy("float32"):
+        pass
+    monkeypatch.setattr(runtime, "_accelerated", lambda: True)  # a GPU has it natively
+    with caplog.at_level("WARNING", "deblur-train"), runtime.precision_policy("mixed_bfloat16"):
+        pass
+    assert not caplog.text

@@ -20,6 +20,13 @@ The line hint (LINE_HINT_NAME) is the cepstrum's streak, right on long straight 
 rest, as the service makes it. Right ones are rare in training crops, so a refiner learns to use it
 slowly; `line_true_share` of the samples (an independent draw) get the line hint made with the true
 kernel instead, the same lesson `true_share` teaches the first hint.
+
+The service estimates the streak on a 480² region of the whole photo, where the cepstrum finds a long
+streak far more often than on a 256² crop (69 % against 41 %, docs/kernel-aware.md, session 21). With
+`crop`, the sampler's samples are larger (the context): the streak is estimated on the whole of one, as
+the service estimates it on a photo, and the training crop, cut at a position drawn from (seed, index),
+gets the hints. The guided hint stays estimated on the crop: its guide and estimate on the context
+would triple the cost of a sample.
 """
 
 from __future__ import annotations
@@ -31,7 +38,15 @@ import numpy as np
 from scipy.ndimage import rotate
 
 from service.engine import Engine
-from service.kernel_aware import HINT_CANVAS, HINT_NAME, LINE_HINT_NAME, KernelOf, estimate_kernel, hinted_input
+from service.kernel_aware import (
+    HINT_CANVAS,
+    HINT_NAME,
+    LINE_HINT_NAME,
+    KernelOf,
+    estimate_kernel,
+    estimation_region,
+    hinted_input,
+)
 from service.kernel_estimation import centre_on_centroid
 from service.line_kernel import line_kernel
 from training.data.kernels import splat
@@ -53,13 +68,14 @@ class HintedPairs:
 
     def __init__(self, sampler: Sampler | KernelSampler, guide: Engine, kernel_of: KernelOf = estimate_kernel,
                  true_share: float = 0.0, seed: int = 0, wrong_share: float = 0.0, wrong_scaled: float = 0.0,
-                 hint: str = HINT_NAME, line_true_share: float = 0.0) -> None:
+                 hint: str = HINT_NAME, line_true_share: float = 0.0, crop: int = 0) -> None:
         if true_share + wrong_share + line_true_share > 0 and not hasattr(sampler, "with_kernel"):
             raise ValueError("a share of true- or wrong-kernel hints needs synthetic samples (their kernels are known)")
         self.sampler, self.guide, self.kernel_of = sampler, guide, kernel_of
         self.true_share, self.wrong_share, self.wrong_scaled, self.seed = true_share, wrong_share, wrong_scaled, seed
         self.hint = hint  # which hints the input carries (service/kernel_aware.py)
         self.line_true_share = line_true_share if hint == LINE_HINT_NAME else 0.0  # the line hint's own share
+        self.crop = crop  # cut from each sample once its streak is estimated (0: keep the whole sample)
 
     def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         index = int(index)
@@ -71,14 +87,27 @@ class HintedPairs:
             true_kernel = centre_on_centroid(kernel.astype(np.float64))
         else:
             blurred, sharp = self.sampler(index)
+        line = true_kernel if line_true else self._streak(blurred)
+        blurred, sharp = self._cut(blurred, sharp, index)
         if first_known:
             hint_kernel = true_kernel if draw < self.true_share else self._wrong(true_kernel, index)
             guide_of, kernel_of = (lambda window: blurred[window]), (lambda _region, _guide: hint_kernel)
         else:
             guide_of, kernel_of = (lambda window: self.guide.deblur(blurred[window]).image), self.kernel_of
-        line_of = (lambda _region: true_kernel) if line_true else line_kernel
-        return hinted_input(blurred, guide_of, kernel_of, self.hint, line_of), sharp
+        return hinted_input(blurred, guide_of, kernel_of, self.hint, lambda _region: line), sharp
 
+    def _streak(self, blurred: np.ndarray) -> np.ndarray | None:
+        """The cepstral streak of the whole sample's estimation region (the line hint's kernel)."""
+        return line_kernel(blurred[estimation_region(blurred)]) if self.hint == LINE_HINT_NAME else None
+
+    def _cut(self, blurred: np.ndarray, sharp: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
+        height, width = sharp.shape[:2]
+        if not self.crop or (height, width) == (self.crop, self.crop):
+            return blurred, sharp
+        rng = np.random.default_rng([self.seed, index, 6])
+        y, x = rng.integers(0, height - self.crop + 1), rng.integers(0, width - self.crop + 1)
+        window = slice(y, y + self.crop), slice(x, x + self.crop)
+        return np.ascontiguousarray(blurred[window]), np.ascontiguousarray(sharp[window])
 
     def _wrong(self, kernel: np.ndarray, index: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, index, 3])
