@@ -56,7 +56,15 @@ def _images(spectra: list[np.ndarray], transfer: np.ndarray, shape: tuple[int, i
 
 def wiener(blurred_srgb: np.ndarray, kernel: np.ndarray, weight: float = DEFAULT_WEIGHT,
            boundary_iterations: int = DEFAULT_BOUNDARY_ITERATIONS) -> np.ndarray:
-    """argmin_x |k*x - b|² + weight·|∇x|², per channel in linear light; returns sRGB, same size as input.
+    """argmin_x |k*x - b|² + weight·|∇x|², per channel in linear light; returns sRGB, same size as input."""
+    observed = to_linear(blurred_srgb.astype(np.float32))
+    return to_srgb(wiener_linear(observed, kernel, weight, boundary_iterations)).astype(np.float32)
+
+
+def wiener_linear(observed: np.ndarray, kernel: np.ndarray, weight: float = DEFAULT_WEIGHT,
+                  boundary_iterations: int = DEFAULT_BOUNDARY_ITERATIONS) -> np.ndarray:
+    """`wiener` on H×W×C float32 linear light, linear out (unclipped): a caller that already holds the photo
+    in linear light (the line hint's luminance) skips a round trip through sRGB.
 
     The picture's edge is where FFT deconvolution goes wrong: a reflected border is not the blur of any
     sharp image (for an asymmetric kernel), and the mismatch rings across the whole result. Each boundary
@@ -68,8 +76,7 @@ def wiener(blurred_srgb: np.ndarray, kernel: np.ndarray, weight: float = DEFAULT
     the result moves by under 2e-4 of full scale. The transfer functions are formed in float64 first,
     because |otf|² + weight·|∇|² divides by small numbers."""
     pad = kernel.shape[0]
-    height, width = blurred_srgb.shape[:2]
-    observed = to_linear(blurred_srgb.astype(np.float32))
+    height, width = observed.shape[:2]
     bottom, right = fast_length(height + 2 * pad) - height - pad, fast_length(width + 2 * pad) - width - pad
     extended = np.pad(observed, ((pad, bottom), (pad, right), (0, 0)), mode="reflect")
     shape = extended.shape[:2]
@@ -80,4 +87,4 @@ def wiener(blurred_srgb: np.ndarray, kernel: np.ndarray, weight: float = DEFAULT
         extended = _images(_spectra(extended), reblur, shape)
         extended[pad:pad + height, pad:pad + width] = observed
     estimate = _images(_spectra(extended), gain.astype(np.complex64), shape)
-    return to_srgb(estimate[pad:pad + height, pad:pad + width]).astype(np.float32)
+    return estimate[pad:pad + height, pad:pad + width]
