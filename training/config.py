@@ -67,9 +67,9 @@ class Config:
     hint_wrong_scaled: float = 0.0              # share of those wrong hints whose true kernel is SCALED x0.3-0.7 or
                                                 # x1.3-1.8 instead of turned: the right direction, the wrong length
     hint_line_true_share: float = 0.0           # hint wiener-corrected+line: share whose LINE hint uses the true kernel
-    hint_context: int = 0                       # side of the training sample the hints are made on, as the service
-                                                # makes them on a 480² region of the whole photo; the crop is cut
-                                                # from it afterwards (0: the crop itself)
+    hint_context: int = 0                       # hint wiener-corrected+line: side of the training sample its streak
+                                                # is estimated on, as the service does on a 480² region of the whole
+                                                # photo; the crop is cut from it afterwards (0: the crop itself)
     kernel_canvas: int = 45                     # kernel estimator's square canvas (px, odd; holds max_blur + 2)
     guide_content_weight: float = 10.0          # kernel estimator: Charbonnier of the guide vs sharp, beside the kernel
     disc_width: int = 32
@@ -143,10 +143,11 @@ class Config:
         if cfg.hint_wrong_scaled > 0 and cfg.hint_wrong_share == 0:
             raise ValueError(f"hint_wrong_scaled {cfg.hint_wrong_scaled} is a share of the wrong-kernel hints, and "
                              "hint_wrong_share is 0: set it above 0")
-        if cfg.hint_context and (not cfg.hint or cfg.paired or cfg.hint_context < cfg.crop):
-            raise ValueError(f"hint_context {cfg.hint_context} is the side of the synthetic sample a hint is made on, "
-                             f"before the crop ({cfg.crop}) is cut from it: it needs a hint, synthetic blur and a "
-                             f"side of at least the crop (hint is {cfg.hint!r}, paired is {cfg.paired!r})")
+        if cfg.hint_context and (cfg.hint != LINE_HINT_NAME or cfg.paired or cfg.hint_context < cfg.crop):
+            raise ValueError(f"hint_context {cfg.hint_context} is the side of the synthetic sample the line hint's "
+                             f"streak is estimated on, before the crop ({cfg.crop}) is cut from it: it needs hint "
+                             f"{LINE_HINT_NAME!r}, synthetic blur and a side of at least the crop (hint is "
+                             f"{cfg.hint!r}, paired is {cfg.paired!r})")
         if cfg.hint_true_share + cfg.hint_wrong_share > 1:
             raise ValueError(f"hint_true_share {cfg.hint_true_share} and hint_wrong_share {cfg.hint_wrong_share} "
                              "are shares of the same samples: their sum is above 1")

@@ -173,7 +173,8 @@ def test_a_run_with_a_hint_context_trains_on_crops_cut_from_larger_samples(tiny_
     assert (train(cfg) / "generator.weights.h5").exists()
     with pytest.raises(Exception, match="hint_context"):  # no 130² photo in the folder: a clear error
         build_data(Config.load(None, [*common, "hint_context=130"]))
-    for bad in (["hint_context=16"], ["hint=", "hint_corrector=", "hint_context=96"]):
+    for bad in (["hint_context=16"], ["hint=", "hint_corrector=", "hint_context=96"],
+                ["hint=wiener-corrected", "hint_context=96"]):
         with pytest.raises(ValueError, match="hint_context"):
             Config.load(None, [*tiny_overrides, f"hint_guide={identity_onnx}", f"hint={LINE}",
                                f"hint_corrector={corrector}", *bad])
