@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .deconvolution import to_linear, to_srgb, wiener, wiener_linear
-from .kernel_estimation import LUMINANCE, clean_kernel, forward_gradients, support_kernel
+from .deconvolution import to_srgb, wiener, wiener_linear
+from .kernel_estimation import clean_kernel, forward_gradients, luminance_linear, support_kernel
 from .line_kernel import line_kernel
 
 HINT_NAME = "wiener"  # metadata `hint` of a model trained on this hint; changing the settings below renames it
@@ -56,19 +56,14 @@ def estimation_region(blurred: np.ndarray) -> Window:
     rows, cols = estimation_shape(height, width)
     if (rows, cols) == (height, width):
         return slice(None), slice(None)
-    energy = np.hypot(*forward_gradients(luminance(blurred))).astype(np.float64)  # summed over ~1e6 pixels
-    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    energy = np.hypot(*forward_gradients(luminance_linear(blurred, np.float32)))
+    integral = np.pad(energy.astype(np.float64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # sums of ~1e6 pixels
     ys = np.unique(np.r_[np.arange(0, height - rows + 1, REGION_STRIDE), height - rows])[:, None]
     xs = np.unique(np.r_[np.arange(0, width - cols + 1, REGION_STRIDE), width - cols])[None, :]
     sums = integral[ys + rows, xs + cols] - integral[ys, xs + cols] - integral[ys + rows, xs] + integral[ys, xs]
     i, j = np.unravel_index(int(np.argmax(sums)), sums.shape)
     y, x = int(ys[i, 0]), int(xs[0, j])
     return slice(y, y + rows), slice(x, x + cols)
-
-
-def luminance(rgb: np.ndarray) -> np.ndarray:
-    """Linear-light luminance in float32 (in [0, 1]): what the region choice and the line hint read."""
-    return to_linear(rgb.astype(np.float32)) @ np.asarray(LUMINANCE, np.float32)
 
 
 def estimate_kernel(region: np.ndarray, guide: np.ndarray) -> np.ndarray:
@@ -91,7 +86,8 @@ def line_hint(blurred: np.ndarray, window: Window | None = None,
     region, that streak): the second hint of LINE_HINT_NAME, made without a guide. `kernel_of` swaps the
     estimator (training hands some samples their true kernel)."""
     kernel = kernel_of(blurred[window or estimation_region(blurred)])
-    return to_srgb(wiener_linear(luminance(blurred)[..., None], kernel, HINT_WEIGHT, HINT_BOUNDARY_ITERATIONS)), kernel
+    return to_srgb(wiener_linear(luminance_linear(blurred, np.float32)[..., None], kernel, HINT_WEIGHT,
+                                 HINT_BOUNDARY_ITERATIONS)), kernel
 
 
 def hinted_input(blurred: np.ndarray, guide_of: GuideOf, kernel_of: KernelOf = estimate_kernel,

@@ -33,8 +33,10 @@ SUPPORT_RIDGE = 1.0  # support_kernel's Tikhonov weight, relative to the mean di
 SUPPORT_ITERATIONS = 30  # projected (FISTA) steps toward the non-negative solution
 
 
-def luminance_linear(rgb: np.ndarray) -> np.ndarray:
-    return to_linear(rgb).astype(np.float64) @ np.array(LUMINANCE)
+def luminance_linear(rgb: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """Linear-light luminance; float64 for the kernel fits, float32 where only speed matters (the line hint,
+    the estimation region's choice)."""
+    return to_linear(rgb).astype(dtype) @ np.asarray(LUMINANCE, dtype)
 
 
 def forward_gradients(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
