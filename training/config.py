@@ -21,7 +21,8 @@ CHOICES = {
     "hint": ("", *HINT_NAMES),  # "" = a plain net; else the service's hint the net reads beside the photo
 }
 PROBABILITIES = ("saturation_prob", "tone_curve_prob", "nonuniform_blur_prob", "offcentre_prob", "hint_true_share",
-                 "hint_wrong_share", "hint_wrong_scaled", "hint_line_true_share")
+                 "hint_wrong_share", "hint_wrong_scaled", "hint_line_true_share",
+                 "hint_line_true_when_wrong")
 
 
 @dataclass
@@ -67,6 +68,8 @@ class Config:
     hint_wrong_scaled: float = 0.0              # share of those wrong hints whose true kernel is SCALED x0.3-0.7 or
                                                 # x1.3-1.8 instead of turned: the right direction, the wrong length
     hint_line_true_share: float = 0.0           # hint wiener-corrected+line: share whose LINE hint uses the true kernel
+    hint_line_true_when_wrong: float = 0.0      # the same share among the samples whose FIRST hint is wrong (where
+                                                # only the line hint can win); 0: hint_line_true_share there too
     hint_context: int = 0                       # hint wiener-corrected+line: side of the training sample its streak
                                                 # is estimated on, as the service does on a 480² region of the whole
                                                 # photo; the crop is cut from it afterwards (0: the crop itself)
@@ -136,13 +139,18 @@ class Config:
                              f"they do: hint is {cfg.hint!r}, hint_corrector is {cfg.hint_corrector!r}")
         for key, needed, hinted in (("hint_true_share", "a hint", bool(cfg.hint)),
                                     ("hint_wrong_share", "a hint", bool(cfg.hint)),
-                                    ("hint_line_true_share", f"hint {LINE_HINT_NAME!r}", cfg.hint == LINE_HINT_NAME)):
+                                    ("hint_line_true_share", f"hint {LINE_HINT_NAME!r}", cfg.hint == LINE_HINT_NAME),
+                                    ("hint_line_true_when_wrong", f"hint {LINE_HINT_NAME!r}",
+                                     cfg.hint == LINE_HINT_NAME)):
             if getattr(cfg, key) > 0 and (not hinted or cfg.paired):
                 raise ValueError(f"{key} {getattr(cfg, key)} needs {needed} and synthetic blur (the true kernels "
                                  f"are known only there): hint is {cfg.hint!r}, paired is {cfg.paired!r}")
         if cfg.hint_wrong_scaled > 0 and cfg.hint_wrong_share == 0:
             raise ValueError(f"hint_wrong_scaled {cfg.hint_wrong_scaled} is a share of the wrong-kernel hints, and "
                              "hint_wrong_share is 0: set it above 0")
+        if cfg.hint_line_true_when_wrong > 0 and cfg.hint_wrong_share == 0:
+            raise ValueError(f"hint_line_true_when_wrong {cfg.hint_line_true_when_wrong} is a share of the samples "
+                             "whose first hint is wrong, and hint_wrong_share is 0: set it above 0")
         if cfg.hint_context and (cfg.hint != LINE_HINT_NAME or cfg.paired or cfg.hint_context < cfg.crop):
             raise ValueError(f"hint_context {cfg.hint_context} is the side of the synthetic sample the line hint's "
                              f"streak is estimated on, before the crop ({cfg.crop}) is cut from it: it needs hint "

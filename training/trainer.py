@@ -53,7 +53,7 @@ def build_data(cfg: Config):
             else estimate_kernel
         train = HintedPairs(train, guide, kernel_of, cfg.hint_true_share, cfg.seed, cfg.hint_wrong_share,
                             cfg.hint_wrong_scaled, hint=cfg.hint, line_true_share=cfg.hint_line_true_share,
-                            crop=cfg.crop)
+                            line_true_when_wrong=cfg.hint_line_true_when_wrong, crop=cfg.crop)
         val = HintedPairs(val, guide, kernel_of, hint=cfg.hint)
     return train, fixed_set(val, cfg.val_images)
 

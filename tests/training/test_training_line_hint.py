@@ -94,6 +94,34 @@ def test_a_share_of_line_hints_is_made_with_the_true_kernel(make_photo, identity
             Config.load(None, [*tiny_overrides, *bad])
 
 
+def test_line_hints_can_be_true_exactly_where_the_first_hint_is_wrong(make_photo, identity_onnx: Path,
+                                                                     tiny_overrides: list[str]) -> None:
+    from service.engine import Engine
+    from training.config import Config
+    from training.data.hinted import HintedPairs
+    from training.data.synthesis import SyntheticPairs
+    photos = [make_photo(np.random.default_rng(i), 120, 120) for i in range(2)]
+    source = SyntheticPairs(photos, 48, seed=5, max_blur=15, kernel_weights=(1, 1))
+    guide = Engine(identity_onnx, providers=["cpu"], threads=1)
+    shares = {"true_share": 0.3, "wrong_share": 0.4, "seed": 5, "hint": LINE}
+    cepstral = HintedPairs(source, guide, **shares)
+    told = HintedPairs(source, guide, **shares, line_true_share=1.0)
+    correlated = HintedPairs(source, guide, **shares, line_true_when_wrong=1.0)
+    wrong_first = set()
+    for index in range(16):
+        draw = np.random.default_rng([5, index, 2]).random()  # HintedPairs' draw of the first hint's kind
+        made = correlated(index)[0]
+        np.testing.assert_array_equal(made[..., :6], cepstral(index)[0][..., :6])  # the first hint is unchanged
+        expected = told if 0.3 <= draw < 0.7 else cepstral
+        np.testing.assert_array_equal(made[..., 6:], expected(index)[0][..., 6:])
+        wrong_first.add(0.3 <= draw < 0.7)
+    assert wrong_first == {True, False}
+    for bad in ([f"hint={LINE}", "hint_corrector=c.onnx", "hint_line_true_when_wrong=0.5"],  # no wrong hints
+                ["hint=wiener", "hint_wrong_share=0.3", "hint_line_true_when_wrong=0.5"]):    # no line hint
+        with pytest.raises(ValueError, match="hint_line_true_when_wrong"):
+            Config.load(None, [*tiny_overrides, *bad])
+
+
 def test_a_line_hint_run_grows_from_one_hint_weights_exports_and_serves(tiny_overrides: list[str],
                                                                         identity_onnx: Path, corrector: Path,
                                                                         tmp_path: Path) -> None:

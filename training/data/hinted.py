@@ -19,7 +19,10 @@ the wrong length, the blind estimator's usual error on long blur (too short), an
 The line hint (LINE_HINT_NAME) is the cepstrum's streak, right on long straight blur and wrong on the
 rest, as the service makes it. Right ones are rare in training crops, so a refiner learns to use it
 slowly; `line_true_share` of the samples (an independent draw) get the line hint made with the true
-kernel instead, the same lesson `true_share` teaches the first hint.
+kernel instead, the same lesson `true_share` teaches the first hint. When the first hint is wrong and the
+line hint right, only the line hint can win: `line_true_when_wrong`, when above 0, is the line hint's
+true share among the wrong-first samples, so that lesson comes more often than the independent draws'
+product.
 
 The service estimates the streak on a 480² region of the whole photo, where the cepstrum finds a long
 streak far more often than on a 256² crop (69 % against 41 %, docs/kernel-aware.md, session 21). With
@@ -68,20 +71,25 @@ class HintedPairs:
 
     def __init__(self, sampler: Sampler | KernelSampler, guide: Engine, kernel_of: KernelOf = estimate_kernel,
                  true_share: float = 0.0, seed: int = 0, wrong_share: float = 0.0, wrong_scaled: float = 0.0,
-                 hint: str = HINT_NAME, line_true_share: float = 0.0, crop: int = 0) -> None:
+                 hint: str = HINT_NAME, line_true_share: float = 0.0, line_true_when_wrong: float = 0.0,
+                 crop: int = 0) -> None:
         if true_share + wrong_share + line_true_share > 0 and not hasattr(sampler, "with_kernel"):
             raise ValueError("a share of true- or wrong-kernel hints needs synthetic samples (their kernels are known)")
         self.sampler, self.guide, self.kernel_of = sampler, guide, kernel_of
         self.true_share, self.wrong_share, self.wrong_scaled, self.seed = true_share, wrong_share, wrong_scaled, seed
         self.hint = hint  # which hints the input carries (service/kernel_aware.py)
-        self.line_true_share = line_true_share if hint == LINE_HINT_NAME else 0.0  # the line hint's own share
+        lined = hint == LINE_HINT_NAME
+        self.line_true_share = line_true_share if lined else 0.0  # the line hint's own share
+        self.line_true_when_wrong = (line_true_when_wrong or line_true_share) if lined else 0.0
         self.crop = crop  # cut from each sample once its streak is estimated (0: keep the whole sample)
 
     def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         index = int(index)
         draw = np.random.default_rng([self.seed, index, 2]).random()
         first_known = draw < self.true_share + self.wrong_share
-        line_true = np.random.default_rng([self.seed, index, 5]).random() < self.line_true_share
+        first_wrong = self.true_share <= draw < self.true_share + self.wrong_share
+        line_share = self.line_true_when_wrong if first_wrong else self.line_true_share
+        line_true = np.random.default_rng([self.seed, index, 5]).random() < line_share
         if first_known or line_true:
             blurred, sharp, kernel = self.sampler.with_kernel(index)
             true_kernel = centre_on_centroid(kernel.astype(np.float64))
