@@ -30,6 +30,13 @@ def psnr_ssim_gaussian11(restored: np.ndarray, sharp: np.ndarray) -> tuple[float
             float(tf.reduce_mean(tf.image.ssim(restored, sharp, 1.0))))
 
 
+def validation_scores(generator: keras.Model, val: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
+    """The generator's (PSNR, SSIM) on the fixed validation set, in batches of 4: the log's val_ columns."""
+    blur, sharp = val
+    restored = np.concatenate([generator(blur[i:i + 4], training=False).numpy() for i in range(0, len(blur), 4)])
+    return psnr_ssim_gaussian11(restored, sharp)
+
+
 def last_wall(csv_path: Path, step: int) -> float:
     """Wall time already spent in a run folder up to `step`, so a resumed run's time axis is cumulative."""
     if not csv_path.exists():
@@ -55,12 +62,6 @@ class TrainingMonitor(keras.callbacks.Callback):
             with open(self.csv_path, "w", newline="") as f:
                 csv.writer(f).writerow(FIELDS)
 
-    def validate(self) -> tuple[float, float]:
-        blur, sharp = self.val
-        restored = np.concatenate([self.model.generator(blur[i:i + 4], training=False).numpy()
-                                   for i in range(0, len(blur), 4)])
-        return psnr_ssim_gaussian11(restored, sharp)
-
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.step += 1
         logs = dict(logs or {})
@@ -73,7 +74,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         row["wall_s"] = f"{self.wall_offset + time.time() - self.started:.1f}"
         row["lr"] = f"{float(self.model.g_optimizer.learning_rate):.2e}"
         if do_val:
-            psnr, ssim = self.validate()
+            psnr, ssim = validation_scores(self.model.generator, self.val)
             row.update(val_psnr=f"{psnr:.3f}", val_ssim=f"{ssim:.4f}", input_psnr=f"{self.input_scores[0]:.3f}",
                        input_ssim=f"{self.input_scores[1]:.4f}")
             log.info("step %d: val PSNR %.2f dB (input %.2f, gain %+.2f), SSIM %.4f (input %.4f)", self.step, psnr,
