@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.weights:
             if not path.is_file():
                 raise FileNotFoundError(f"no weights file at {path}")
+            if not path.name.endswith(".weights.h5"):  # Keras picks the format by the name
+                raise ValueError(f"{path} is not named *.weights.h5, the only name Keras reads generator weights from")
         cfg = Config.load(args.config, [])
         with precision_policy("float32"):
             generator = build_generator(cfg)

@@ -53,4 +53,8 @@ def test_files_of_another_net_or_a_single_file_are_refused(tiny_overrides: list[
     assert "two or more" in capsys.readouterr().err
     assert main(["--config", str(config), "--weights", str(small), str(tmp_path / "none.h5"), "--out", out]) == 2
     assert "no weights file" in capsys.readouterr().err
+    renamed = tmp_path / "small.h5"
+    renamed.write_bytes(small.read_bytes())
+    assert main(["--config", str(config), "--weights", str(small), str(renamed), "--out", out]) == 2
+    assert "*.weights.h5" in capsys.readouterr().err
     assert not Path(out).exists()
