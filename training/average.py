@@ -29,14 +29,10 @@ from training.runtime import precision_policy
 from training.trainer import build_data, saved_variable_count
 
 
-def mean_weights(generator: keras.Model, files: list[Path]) -> list[np.ndarray]:
-    """The element-wise mean of `files`' arrays, each loaded into `generator` (which ends up holding the last)."""
-    total: list[np.ndarray] | None = None
-    for path in files:
-        generator.load_weights(path)
-        arrays = [np.asarray(w.numpy(), np.float64) for w in generator.weights]
-        total = arrays if total is None else [t + a for t, a in zip(total, arrays, strict=True)]
-    return [(t / len(files)).astype(w.dtype) for t, w in zip(total, generator.weights, strict=True)]
+def running_sum(total: list[np.ndarray] | None, generator: keras.Model) -> list[np.ndarray]:
+    """`total` plus the generator's current arrays, in float64 (None starts the sum)."""
+    arrays = [np.asarray(w.numpy(), np.float64) for w in generator.weights]
+    return arrays if total is None else [t + a for t, a in zip(total, arrays, strict=True)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,11 +58,13 @@ def main(argv: list[str] | None = None) -> int:
                     raise ValueError(f"{path} holds {saved_variable_count(path)} arrays, not this config's net's "
                                      f"{len(generator.weights)}: only weights of one net can be averaged")
             _, val = build_data(cfg)
-            rows = []
-            for path in args.weights:
+            rows, total = [], None
+            for path in args.weights:  # each file is read once: scored, then added to the sum
                 generator.load_weights(path)
                 rows.append((str(path), *validation_scores(generator, val)))
-            generator.set_weights(mean_weights(generator, args.weights))
+                total = running_sum(total, generator)
+            generator.set_weights([(t / len(args.weights)).astype(w.dtype)
+                                   for t, w in zip(total, generator.weights, strict=True)])
             rows.append((f"mean of {len(args.weights)}", *validation_scores(generator, val)))
             args.out.parent.mkdir(parents=True, exist_ok=True)
             generator.save_weights(args.out)

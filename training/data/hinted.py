@@ -87,7 +87,7 @@ class HintedPairs:
         index = int(index)
         draw = np.random.default_rng([self.seed, index, 2]).random()
         first_known = draw < self.true_share + self.wrong_share
-        first_wrong = self.true_share <= draw < self.true_share + self.wrong_share
+        first_wrong = first_known and draw >= self.true_share
         line_share = self.line_true_when_wrong if first_wrong else self.line_true_share
         line_true = np.random.default_rng([self.seed, index, 5]).random() < line_share
         if first_known or line_true:
