@@ -19,6 +19,8 @@ CHOICES = {
     "adversarial": ("ralsgan", "wgan-gp"),
     "precision": ("float32", "mixed_bfloat16"),
     "hint": ("", *HINT_NAMES),  # "" = a plain net; else the service's hint the net reads beside the photo
+    "estimator_solve": ("fourier", "support"),  # training/kernel_estimator.py: estimator_parts
+    "estimator_loss": ("l1", "wiener"),
 }
 PROBABILITIES = ("saturation_prob", "tone_curve_prob", "nonuniform_blur_prob", "offcentre_prob", "hint_true_share",
                  "hint_wrong_share", "hint_wrong_scaled", "hint_line_true_share",
@@ -75,6 +77,9 @@ class Config:
                                                 # photo; the crop is cut from it afterwards (0: the crop itself)
     kernel_canvas: int = 45                     # kernel estimator's square canvas (px, odd; holds max_blur + 2)
     guide_content_weight: float = 10.0          # kernel estimator: Charbonnier of the guide vs sharp, beside the kernel
+    guide_gradient_weight: float = 0.0         # kernel estimator: Charbonnier of the guide's gradients vs sharp's
+    estimator_solve: str = "fourier"            # kernel estimator: the kernel fit it trains through (fourier | support)
+    estimator_loss: str = "l1"                  # kernel estimator: l1 (+ |sum - 1|) | wiener (the corrector's loss)
     disc_width: int = 32
     # losses
     adversarial: str = "ralsgan"                # ralsgan (DeblurGAN-v2) | wgan-gp (DeblurGAN)

@@ -7,19 +7,28 @@ kernel is then the least-squares solution of k ∗ ∇x̂ ≈ ∇b, closed-form 
 2009's kernel step, as in Schuler et al. 2016's learned pipeline). The kernel's phase and position come
 from the data, not from a dense layer, and the loss on it trains the guide end to end.
 
-The same closed form runs on the service side in numpy (`service.kernel_estimation.least_squares_kernel`),
-so the exported guide network plus that function is the estimator that is served and benchmarked.
+Two solvers, each the TF twin of a numpy one on the service side, so the exported guide network plus
+that function is the estimator that is served and benchmarked:
+- "fourier" (`least_squares_kernel_tf` ↔ `least_squares_kernel`): the closed form over the whole image,
+  cropped; the session-6 runs (negative: it stays noisy even with the true sharp photo as guide);
+- "support" (`support_kernel_tf` ↔ `support_kernel`): the least squares on the kernel's support under
+  k ≥ 0, by the same projected FISTA steps, unrolled. This is what the service fits against its guide
+  today, so a guide trained through it is trained for the estimate the corrector and the hint read.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from service.deconvolution import GAMMA
-from service.kernel_estimation import EDGE_FRACTION, LUMINANCE, RIDGE, taper_window
+from service.fft import fast_length
+from service.kernel_estimation import EDGE_FRACTION, LUMINANCE, RIDGE, SUPPORT_ITERATIONS, SUPPORT_RIDGE, taper_window
 from training import losses
+from training.kernel_corrector import wiener_loss
 
 
 def _linear_luminance(rgb: tf.Tensor) -> tf.Tensor:
@@ -32,6 +41,11 @@ def _gradients(gray: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     gx = tf.pad(gray[:, :, 1:] - gray[:, :, :-1], [[0, 0], [0, 0], [0, 1]])
     gy = tf.pad(gray[:, 1:, :] - gray[:, :-1, :], [[0, 0], [0, 1], [0, 0]])
     return gx, gy
+
+
+def _image_gradients(rgb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Forward differences of every channel of [N, H, W, C] images."""
+    return rgb[:, :, 1:] - rgb[:, :, :-1], rgb[:, 1:] - rgb[:, :-1]
 
 
 def _strongest(gx: tf.Tensor, gy: tf.Tensor, edge_fraction: float) -> tf.Tensor:
@@ -67,6 +81,52 @@ def least_squares_kernel_tf(blurred: tf.Tensor, guide: tf.Tensor, size: int, edg
     return k[:, :size, :size]
 
 
+def _normal_equations(blurred: tf.Tensor, guide: tf.Tensor, size: int,
+                      edge_fraction: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """TF twin of `service.kernel_estimation.support_normal_equations`: ([N, 4·half+1, 4·half+1] autocorrelation
+    of the guide's selected gradients, [N, size, size] their correlation with the blurred gradients)."""
+    half = size // 2
+    guide_x, guide_y = _gradients(_linear_luminance(guide))
+    selected = _strongest(guide_x, guide_y, edge_fraction) if edge_fraction < 1 else 1.0
+    shape = [fast_length(max(n + 2 * half, 4 * half + 1)) for n in blurred.shape[1:3]]
+    blurred_x, blurred_y = _gradients(_linear_luminance(blurred))
+    fg_x, fg_y, fb_x, fb_y = (tf.signal.rfft2d(x, fft_length=shape)
+                              for x in (guide_x * selected, guide_y * selected, blurred_x, blurred_y))
+    auto = tf.signal.irfft2d(fg_x * tf.math.conj(fg_x) + fg_y * tf.math.conj(fg_y), shape)  # |F|², smooth at 0
+    cross = tf.signal.irfft2d(tf.math.conj(fg_x) * fb_x + tf.math.conj(fg_y) * fb_y, shape)
+    auto = tf.roll(auto, [2 * half, 2 * half], axis=[1, 2])[:, :4 * half + 1, :4 * half + 1]
+    return auto, tf.roll(cross, [half, half], axis=[1, 2])[:, :size, :size]
+
+
+def support_kernel_tf(blurred: tf.Tensor, guide: tf.Tensor, size: int, edge_fraction: float = EDGE_FRACTION,
+                      ridge: float = SUPPORT_RIDGE, iterations: int = SUPPORT_ITERATIONS) -> tf.Tensor:
+    """[N, size, size] non-negative kernels, `service.kernel_estimation.support_kernel`'s maths (the same
+    ridge, step and FISTA iterations), differentiable in the guide through every unrolled step."""
+    auto, rhs = _normal_equations(blurred, guide, size, edge_fraction)
+    half, lags = size // 2, auto.shape[1]
+    grid = [fast_length(size + lags - 1)] * 2
+    spectrum = tf.signal.rfft2d(auto, fft_length=grid)
+    shift = ridge * tf.maximum(auto[:, 2 * half, 2 * half], 1e-12)[:, None, None]
+
+    def normal(kernel: tf.Tensor) -> tf.Tensor:
+        full = tf.signal.irfft2d(tf.signal.rfft2d(kernel, fft_length=grid) * spectrum, fft_length=grid)
+        return full[:, 2 * half:2 * half + size, 2 * half:2 * half + size] + shift * kernel
+
+    v = tf.fill(tf.shape(rhs), 1.0 / size)  # power iteration for the step, as the numpy side (no gradient: a step size)
+    for _ in range(12):
+        w = normal(v)
+        v = w / tf.maximum(tf.norm(w, axis=[1, 2], keepdims=True), 1e-30)
+    step = tf.stop_gradient(1 / (tf.reduce_sum(v * normal(v), axis=[1, 2], keepdims=True) * 1.1))
+    kernel = previous = momentum = tf.zeros_like(rhs)
+    t = 1.0
+    for _ in range(iterations):
+        kernel = tf.nn.relu(momentum - step * (normal(momentum) - rhs))
+        t_next = (1 + np.sqrt(1 + 4 * t * t)) / 2
+        momentum = kernel + (t - 1) / t_next * (kernel - previous)
+        previous, t = kernel, t_next
+    return kernel
+
+
 def kernel_loss(estimate: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     """L1 to the true kernel plus |Σk − 1|, per kernel, averaged over the batch.
 
@@ -78,15 +138,33 @@ def kernel_loss(estimate: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(l1 + mass)
 
 
+def wiener_kernel_loss(estimate: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """The corrector's `wiener_loss` (what the service's deconvolution loses, plus the kernel L1) on the
+    estimate scaled to unit sum, as the service scales it: the loss the served estimate is judged by."""
+    unit = estimate / tf.maximum(tf.reduce_sum(estimate, axis=[1, 2], keepdims=True), 1e-3)
+    return tf.reduce_mean(wiener_loss()(kernel, unit))
+
+
+def estimator_parts(solve: str, loss: str) -> tuple[Callable[..., tf.Tensor], Callable[..., tf.Tensor]]:
+    """(the kernel solver, the loss on its output) that `Config.estimator_solve` / `estimator_loss` name."""
+    return ({"fourier": least_squares_kernel_tf, "support": support_kernel_tf}[solve],
+            {"l1": kernel_loss, "wiener": wiener_kernel_loss}[loss])
+
+
 class KernelEstimatorTrainer(keras.Model):
-    """Trains the guide so that the closed-form kernel matches the true one (see `kernel_loss`), while a
-    content term keeps the guide a picture of the sharp image (without it the guide is free to become any
+    """Trains the guide so that the kernel solved against it matches the true one (the injected loss), while
+    a content term keeps the guide a picture of the sharp image (without it the guide is free to become any
     pattern, and the one that zeroes the kernel is the easiest to find)."""
 
-    def __init__(self, guide: keras.Model, size: int, content_weight: float = 10.0, **kwargs) -> None:
+    def __init__(self, guide: keras.Model, size: int, content_weight: float = 10.0,
+                 solve: Callable[..., tf.Tensor] = least_squares_kernel_tf,
+                 loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] = kernel_loss, gradient_weight: float = 0.0,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.guide, self.size, self.content_weight = guide, size, content_weight
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "kernel_loss", "content")}
+        self.gradient_weight = gradient_weight
+        self.solve, self.kernel_loss = solve, loss
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "kernel_loss", "content", "skipped")}
 
     def compile(self, optimizer: keras.optimizers.Optimizer, grad_clip: float = 1.0) -> None:
         super().compile(optimizer=optimizer)
@@ -97,24 +175,32 @@ class KernelEstimatorTrainer(keras.Model):
         return list(self.trackers.values())
 
     def call(self, blurred, training: bool = False):
-        return least_squares_kernel_tf(blurred, self.guide(blurred, training=training), self.size)
+        return self.solve(blurred, self.guide(blurred, training=training), self.size)
 
     def train_step(self, data):
         blurred, sharp, kernel = data
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             guide = self.guide(blurred, training=True)
-            on_kernel = kernel_loss(least_squares_kernel_tf(blurred, guide, self.size), kernel)
-            content = losses.charbonnier(sharp, tf.cast(guide, tf.float32))
-            loss = on_kernel + self.content_weight * content
+            on_kernel = self.kernel_loss(self.solve(blurred, guide, self.size), kernel)
+            guide = tf.cast(guide, tf.float32)
+            content = self.content_weight * losses.charbonnier(sharp, guide)
+            if self.gradient_weight:  # fine texture the fit can exploit shows in the gradients, not the pixels
+                content += self.gradient_weight * sum(losses.charbonnier(*pair) for pair in zip(
+                    _image_gradients(sharp), _image_gradients(guide), strict=True))
+            loss = on_kernel + content
             scaled = loss / replicas
         variables = self.guide.trainable_variables
         grads = tape.gradient(scaled, variables)
+        # a degenerate fit (a guide with no edges left, say) must not poison the weights: skip its step
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
         if self.grad_clip:
             grads, _ = tf.clip_by_global_norm(grads, self.grad_clip)
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
         for name, value in (("loss", loss), ("kernel_loss", on_kernel), ("content", content)):
-            self.trackers[name].update_state(value)
+            self.trackers[name].update_state(tf.where(finite, value, 0.0), sample_weight=tf.cast(finite, tf.float32))
+        self.trackers["skipped"].update_state(1.0 - tf.cast(finite, tf.float32))
         return {name: t.result() for name, t in self.trackers.items()}
 
 

@@ -30,14 +30,13 @@ from service.engine import Engine
 from service.kernel_aware import HINT_CANVAS
 from service.kernel_correction import MapMaker, kernel_from_log_map
 from service.kernel_estimation import centre_on_centroid
-from training.data.folders import DataError, is_validation, list_images, load_photos
+from training.data.folders import DataError, estimation_split, load_photos
 from training.data.kernels import FAMILIES, check_kernel_weights
 from training.data.synthesis import SyntheticPairs
 from training.kernel_corrector import LOSS_NAMES, build_corrector, corrector_loss, dihedral, to_onnx, wiener_excess_db
 
 log = logging.getLogger("deblur-train-corrector")
 FIELDS = ["step", "wall_s", "lr", "loss", "val_kernel_l1", "val_estimate_l1", "val_wiener_db", "val_estimate_wiener_db"]
-HELD_OUT_EVERY = 7  # every seventh training-split photo validates this run
 
 
 def make_samples(source: SyntheticPairs, maps_of: MapMaker, count: int, path: Path) -> dict[str, np.ndarray]:
@@ -94,9 +93,7 @@ def train(args: argparse.Namespace) -> Path:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v
                                                       for k, v in vars(args).items()}, indent=2) + "\n")
-    files = [p for p in list_images([args.photos]) if not is_validation(p, args.val_fraction)]
-    train_files = [p for i, p in enumerate(files) if i % HELD_OUT_EVERY != HELD_OUT_EVERY // 2]
-    val_files = [p for i, p in enumerate(files) if i % HELD_OUT_EVERY == HELD_OUT_EVERY // 2]
+    train_files, val_files = estimation_split([args.photos], args.val_fraction)
     min_side = args.crop + args.canvas
     (train_photos, _, _), (val_photos, _, _) = load_photos(train_files, min_side), load_photos(val_files, min_side)
     if not train_photos or not val_photos:

@@ -1,12 +1,13 @@
 """`deblur-train-estimator`: train the kernel estimator's guide network, resumable like `deblur-train`.
 
-    deblur-train-estimator --config models/estimator-config.json --set steps=20000 run_dir=runs/estimator
+    deblur-train-estimator --config models/estimator-config-supguide1.json --set steps=104000 run_dir=runs/guide
 
 The guide starts from a generator's weights (`init_weights`, e.g. the shipped 0.5.0: it already knows
-what sharp looks like) and learns, through the closed-form kernel (training/kernel_estimator.py), to
-draw the edges that pin the kernel down. Writes config.json, ckpt.npz, guide.weights.h5 and log.csv
-(train loss over the last 50 steps; validation kernel L1 and |Σk − 1| of the raw estimates beside the L1
-of always guessing a 9×9 box).
+what sharp looks like) and learns, through the kernel fit named by `estimator_solve`
+(training/kernel_estimator.py), to draw the edges that pin the kernel down. Writes config.json, ckpt.npz,
+guide.weights.h5 and log.csv (train losses over the last 50 steps; from step 0, validation kernel L1 and
+Wiener excess of the cleaned estimates on the held-out seventh, beside a 9×9 box's L1 and no deconvolution's
+excess).
 """
 
 from __future__ import annotations
@@ -21,25 +22,38 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from service.kernel_estimation import clean_kernel
 from training import checkpoint
 from training.config import Config
-from training.data.folders import DataError
+from training.data.folders import DataError, estimation_split, load_photos
 from training.data.kernels import canvas_size
 from training.data.pipeline import train_dataset
 from training.data.synthesis import SyntheticPairs
-from training.kernel_estimator import KernelEstimatorTrainer, pad_kernel
+from training.kernel_estimator import KernelEstimatorTrainer, estimator_parts, pad_kernel
 from training.monitor import last_wall
 from training.nets import build_generator
 from training.runtime import make_optimizers, precision_policy
-from training.trainer import synthetic_samplers
+from training.train_corrector import scores as kernel_scores
 
 log = logging.getLogger("deblur-train-estimator")
-FIELDS = ["step", "wall_s", "lr", "loss", "kernel_loss", "content", "val_kernel_l1", "val_kernel_mass", "val_box_l1"]
+FIELDS = ["step", "wall_s", "lr", "loss", "kernel_loss", "content", "skipped", "val_kernel_l1", "val_wiener_db",
+          "val_box_l1", "val_delta_wiener_db"]
 
 
 def kernel_samplers(cfg: Config):
-    """(train sampler → (blurred, padded kernel), fixed validation arrays) from the config's photos."""
-    train, val = synthetic_samplers(cfg)
+    """(train sampler → (blurred, sharp, padded kernel), fixed validation arrays (blurred, kernels)): the
+    estimator's split of the config's photos (`estimation_split`), the same the corrector trains on, so
+    the held-out seventh judges a guide and its corrector alike."""
+    train_files, val_files = estimation_split([f for f in cfg.photos.split(",") if f], cfg.val_fraction)
+    min_side = max(cfg.crop, cfg.val_crop) + cfg.kernel_canvas
+    (train_photos, _, _), (val_photos, _, _) = load_photos(train_files, min_side), load_photos(val_files, min_side)
+    if not train_photos or not val_photos:
+        raise DataError(f"{cfg.photos}: too few training photos of at least {min_side} px for a kernel estimator")
+    blur = dict(max_blur=cfg.max_blur, kernel_weights=cfg.kernel_weights, max_noise=cfg.max_noise,
+                jpeg_prob=cfg.jpeg_prob, max_motion=cfg.max_motion)
+    train = SyntheticPairs(train_photos, cfg.crop, cfg.seed, scale_range=cfg.scale_range, realism=cfg.realism(),
+                           **blur)
+    val = SyntheticPairs(val_photos, cfg.val_crop, cfg.seed + 1, augment=False, **blur)
 
     def sample(source: SyntheticPairs, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         blurred, sharp, kernel = source.with_kernel(index)
@@ -56,8 +70,10 @@ class EstimatorMonitor(keras.callbacks.Callback):
         super().__init__()
         self.cfg, self.run_dir, self.val, self.step = cfg, run_dir, val, step
         self.fit_start, self.last = step, {}  # Keras' means run from fit()'s start: un-average them
-        box = pad_kernel(np.full((9, 9), 1 / 81, np.float32), cfg.kernel_canvas)
-        self.box_l1 = float(np.mean(np.abs(val[1] - box).sum(axis=(1, 2))))
+        def guess(kernel: np.ndarray) -> np.ndarray:  # one kernel for every validation sample
+            return np.repeat(pad_kernel(kernel, cfg.kernel_canvas)[None], len(val[1]), 0)
+        self.box_l1 = kernel_scores(guess(np.full((9, 9), 1 / 81, np.float32)), val[1])[0]
+        self.delta_db = kernel_scores(guess(np.ones((1, 1), np.float32)), val[1])[1]  # no deconvolution at all
         self.csv_path = run_dir / "log.csv"
         self.started = time.time()
         self.wall_offset = last_wall(self.csv_path, step)
@@ -66,10 +82,10 @@ class EstimatorMonitor(keras.callbacks.Callback):
                 csv.writer(f).writerow(FIELDS)
 
     def validate(self) -> tuple[float, float]:
+        """(kernel L1, Wiener excess in dB) of the estimates as the service uses them: `clean_kernel`ed."""
         blurred, kernels = self.val
-        estimates = np.concatenate([self.model(blurred[i:i + 4]).numpy() for i in range(0, len(blurred), 4)])
-        return (float(np.mean(np.abs(estimates - kernels).sum(axis=(1, 2)))),
-                float(np.mean(np.abs(estimates.sum(axis=(1, 2)) - 1))))
+        raw = np.concatenate([self.model(blurred[i:i + 4]).numpy() for i in range(0, len(blurred), 4)])
+        return kernel_scores(np.stack([clean_kernel(k.astype(np.float64)) for k in raw]), kernels)
 
     def window_mean(self, name: str, running_mean: float) -> float:
         """The mean of a logged value since the last row, from Keras' running mean since fit() started."""
@@ -88,14 +104,26 @@ class EstimatorMonitor(keras.callbacks.Callback):
                    lr=f"{float(self.model.optimizer.learning_rate):.2e}",
                    **{k: f"{self.window_mean(k, float(v)):.5f}" for k, v in (logs or {}).items() if k in FIELDS})
         if do_val:
-            l1, mass = self.validate()
-            row.update(val_kernel_l1=f"{l1:.5f}", val_kernel_mass=f"{mass:.5f}", val_box_l1=f"{self.box_l1:.5f}")
-            log.info("step %d: validation kernel L1 %.4f, |sum-1| %.4f (a 9x9 box guess: L1 %.4f)", self.step, l1,
-                     mass, self.box_l1)
+            row.update(self.validation_row())
         with self.csv_path.open("a", newline="") as f:
             csv.DictWriter(f, FIELDS).writerow(row)
         if self.step % self.cfg.ckpt_every == 0 or self.step == self.cfg.steps:
             self.save()
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """A first validation row before any step: where the guide starts (0.5.0's estimate, say)."""
+        if self.step == self.fit_start and self.step == self.cfg.init_step:
+            row = dict.fromkeys(FIELDS, "")
+            row.update(step=self.step, wall_s=f"{self.wall_offset:.1f}", **self.validation_row())
+            with self.csv_path.open("a", newline="") as f:
+                csv.DictWriter(f, FIELDS).writerow(row)
+
+    def validation_row(self) -> dict[str, str]:
+        l1, excess = self.validate()
+        log.info("step %d: validation kernel L1 %.4f, Wiener excess %.3f dB (a 9x9 box: L1 %.4f; no deconvolution: "
+                 "%.3f dB)", self.step, l1, excess, self.box_l1, self.delta_db)
+        return dict(val_kernel_l1=f"{l1:.5f}", val_wiener_db=f"{excess:.4f}", val_box_l1=f"{self.box_l1:.5f}",
+                    val_delta_wiener_db=f"{self.delta_db:.4f}")
 
     def save(self) -> None:
         checkpoint.save(self.run_dir / "ckpt.npz", self.step, self.cfg.init_step,
@@ -130,7 +158,9 @@ def train_estimator(cfg: Config) -> Path:
         elif cfg.init_weights:
             guide.load_weights(cfg.init_weights)
             log.info("guide initialised from %s", cfg.init_weights)
-        trainer = KernelEstimatorTrainer(guide, cfg.kernel_canvas, cfg.guide_content_weight)
+        trainer = KernelEstimatorTrainer(guide, cfg.kernel_canvas, cfg.guide_content_weight,
+                                         *estimator_parts(cfg.estimator_solve, cfg.estimator_loss),
+                                         gradient_weight=cfg.guide_gradient_weight)
         trainer.compile(optimizer, cfg.grad_clip)
         if step >= cfg.steps:
             log.info("nothing to do: step %d >= steps %d", step, cfg.steps)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from service.deconvolution import wiener
-from service.kernel_estimation import centre_on_centroid, clean_kernel, least_squares_kernel
+from service.kernel_estimation import centre_on_centroid, clean_kernel, least_squares_kernel, support_kernel
 from training.data.degrade import blur_linear
 from training.data.independent import FAMILIES, MAX_CENTROID_OFFSET, independent_cases, independent_kernel
 from training.data.kernels import line_kernel
@@ -101,16 +101,70 @@ def test_tf_and_numpy_least_squares_kernels_are_the_same_maths(make_photo) -> No
     assert np.abs(ours - theirs).max() < 1e-3 * np.abs(ours).max()
 
 
-def test_estimator_training_learns_logs_and_resumes(photo_dir: Path, tiny_overrides: list[str], tmp_path) -> None:
+def test_tf_support_kernel_is_the_services_fit(make_photo) -> None:
+    """The guide is trained through `support_kernel_tf`, and the service fits `support_kernel`: one maths."""
+    tf = pytest.importorskip("tensorflow")
+    from training.kernel_estimator import support_kernel_tf
+    kernel = line_kernel(np.random.default_rng(6), 9)
+    blurred, sharp = _blurred_pair(make_photo, kernel, 96)
+    guide = np.clip(sharp + 0.02 * np.random.default_rng(7).standard_normal(sharp.shape), 0, 1).astype(np.float32)
+    ours = support_kernel(blurred, guide, 15)
+    guide_tensor = tf.Variable(guide[None])
+    with tf.GradientTape() as tape:
+        theirs = support_kernel_tf(tf.constant(blurred[None]), guide_tensor, 15)
+        peak = theirs[0, 7, 7]
+    assert ours.sum() > 0.5 and ours.min() >= 0  # a real, non-negative fit
+    assert np.abs(ours - theirs.numpy()[0]).max() < 1e-4 * ours.max()
+    gradient = tape.gradient(peak, guide_tensor).numpy()
+    assert np.isfinite(gradient).all() and np.abs(gradient).max() > 0  # the guide learns through the fit
+
+
+def test_estimation_split_holds_out_every_seventh_training_photo(tmp_path: Path, make_photo) -> None:
+    from training.data.folders import estimation_split, is_validation
+    rng = np.random.default_rng(3)
+    for i in range(30):
+        Image.fromarray(make_photo(rng, 16, 16)).save(tmp_path / f"p{i:02d}.png")
+    train, held_out = estimation_split([tmp_path], 0.2)
+    assert not set(train) & set(held_out) and not any(is_validation(p, 0.2) for p in train + held_out)
+    assert len(train) + len(held_out) == sum(not is_validation(p, 0.2) for p in tmp_path.glob("*.png"))
+    assert len(held_out) == (len(train) + len(held_out) + 3) // 7
+
+
+def test_estimator_step_with_a_degenerate_fit_is_skipped_and_counted() -> None:
+    """A fit that comes out NaN (a guide with no edges left) must not poison the guide's weights."""
+    tf = pytest.importorskip("tensorflow")
+    import keras
+
+    from training.kernel_estimator import KernelEstimatorTrainer, wiener_kernel_loss
+    guide = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(3, 3, padding="same")])
+    trainer = KernelEstimatorTrainer(guide, 5, solve=lambda b, g, size: tf.fill([tf.shape(b)[0], size, size], np.nan)
+                                     + 0 * tf.reduce_sum(g), loss=wiener_kernel_loss)
+    trainer.compile(keras.optimizers.SGD(0.1))
+    images = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)
+    kernels = np.zeros((2, 5, 5), np.float32)
+    kernels[:, 2, 2] = 1
+    before = [w.copy() for w in guide.get_weights()]
+    logs = trainer.train_on_batch(images, images, kernels, return_dict=True)  # (blurred, sharp, true kernel)
+    assert logs["skipped"] == 1 and all(np.isfinite(v) for v in logs.values())
+    assert all(np.array_equal(a, b) for a, b in zip(before, guide.get_weights(), strict=True))
+
+
+@pytest.mark.parametrize("arm", [["estimator_solve=fourier", "estimator_loss=l1"],
+                                 ["estimator_solve=support", "estimator_loss=wiener", "guide_gradient_weight=10"]])
+def test_estimator_training_learns_logs_and_resumes(photo_dir: Path, tiny_overrides: list[str], tmp_path,
+                                                    arm: list[str]) -> None:
     from training.train_estimator import main as estimator_main
-    args = ["--set", *tiny_overrides, "kernel_canvas=11", "steps=4"]
+    args = ["--set", *tiny_overrides, *arm, "kernel_canvas=11", "steps=4"]
     assert estimator_main(args) == 0
     run = tmp_path / "run"
     assert (run / "ckpt.npz").is_file() and (run / "guide.weights.h5").is_file()
-    assert estimator_main(["--set", *tiny_overrides, "kernel_canvas=11", "steps=6"]) == 0
+    assert estimator_main(["--set", *tiny_overrides, *arm, "kernel_canvas=11", "steps=6"]) == 0
     rows = list(csv.DictReader((run / "log.csv").open()))
-    assert [int(r["step"]) for r in rows if r["val_kernel_l1"]] == [2, 4, 6]
-    assert all(0 <= float(r["val_kernel_l1"]) < 50 and float(r["val_box_l1"]) > 0 for r in rows if r["val_kernel_l1"])
+    assert [int(r["step"]) for r in rows if r["val_kernel_l1"]] == [0, 2, 4, 6]  # 0: where the guide starts
+    scored = [r for r in rows if r["val_kernel_l1"]]
+    assert all(0 <= float(r["val_kernel_l1"]) <= 2 and float(r["val_box_l1"]) > 0 for r in scored)
+    assert all(np.isfinite(float(r["val_wiener_db"])) and float(r["val_delta_wiener_db"]) > 0 for r in scored)
+    assert all(np.isfinite(float(r["loss"])) for r in rows if r["loss"])
     assert estimator_main(["--set", *tiny_overrides, "kernel_canvas=5", "max_blur=9"]) == 2  # 11 px kernels
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 from service.images import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
+ESTIMATION_HELD_OUT_EVERY = 7  # every seventh training-split photo validates the estimator's nets
 
 
 class DataError(ValueError):
@@ -62,6 +63,16 @@ def load_photos(paths: Sequence[Path], min_side: int) -> tuple[list[np.ndarray],
         photos.append(rgb)
         kept.append(path)
     return photos, kept, skipped
+
+
+def estimation_split(folders: Sequence[str | Path], val_fraction: float) -> tuple[list[Path], list[Path]]:
+    """(training files, held-out files) of the kernel estimator's nets (the guide, the corrector): the
+    training split with every `ESTIMATION_HELD_OUT_EVERY`-th photo held out for their own validation, so a
+    guide and the corrector it feeds are fitted and judged on the same photos, and neither protocol's."""
+    files = [p for p in list_images(folders) if not is_validation(p, val_fraction)]
+    middle = ESTIMATION_HELD_OUT_EVERY // 2
+    return ([p for i, p in enumerate(files) if i % ESTIMATION_HELD_OUT_EVERY != middle],
+            [p for i, p in enumerate(files) if i % ESTIMATION_HELD_OUT_EVERY == middle])
 
 
 def split_photos(folders: Sequence[str | Path], val_fraction: float, min_side: int
