@@ -77,7 +77,7 @@ class Config:
                                                 # photo; the crop is cut from it afterwards (0: the crop itself)
     kernel_canvas: int = 45                     # kernel estimator's square canvas (px, odd; holds max_blur + 2)
     guide_content_weight: float = 10.0          # kernel estimator: Charbonnier of the guide vs sharp, beside the kernel
-    guide_gradient_weight: float = 0.0         # kernel estimator: Charbonnier of the guide's gradients vs sharp's
+    guide_gradient_weight: float = 0.0          # kernel estimator: Charbonnier of the guide's gradients vs sharp's
     estimator_solve: str = "fourier"            # kernel estimator: the kernel fit it trains through (fourier | support)
     estimator_loss: str = "l1"                  # kernel estimator: l1 (+ |sum - 1|) | wiener (the corrector's loss)
     disc_width: int = 32

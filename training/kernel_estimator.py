@@ -192,7 +192,8 @@ class KernelEstimatorTrainer(keras.Model):
             scaled = loss / replicas
         variables = self.guide.trainable_variables
         grads = tape.gradient(scaled, variables)
-        # a degenerate fit (a guide with no edges left, say) must not poison the weights: skip its step
+        # a degenerate fit (a guide with no edges left, say) must not poison the weights: its gradients become
+        # zero (no step under plain SGD; Adam still moves on its momentum) and the step is counted as skipped
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
         grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
         if self.grad_clip:

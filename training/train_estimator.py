@@ -1,6 +1,6 @@
 """`deblur-train-estimator`: train the kernel estimator's guide network, resumable like `deblur-train`.
 
-    deblur-train-estimator --config models/estimator-config-supguide1.json --set steps=104000 run_dir=runs/guide
+    deblur-train-estimator --config models/estimator-config-supguide5.json --set steps=103000 run_dir=runs/guide
 
 The guide starts from a generator's weights (`init_weights`, e.g. the shipped 0.5.0: it already knows
 what sharp looks like) and learns, through the kernel fit named by `estimator_solve`
