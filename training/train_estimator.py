@@ -105,8 +105,7 @@ class EstimatorMonitor(keras.callbacks.Callback):
                    **{k: f"{self.window_mean(k, float(v)):.5f}" for k, v in (logs or {}).items() if k in FIELDS})
         if do_val:
             row.update(self.validation_row())
-        with self.csv_path.open("a", newline="") as f:
-            csv.DictWriter(f, FIELDS).writerow(row)
+        self.append(row)
         if self.step % self.cfg.ckpt_every == 0 or self.step == self.cfg.steps:
             self.save()
 
@@ -115,8 +114,11 @@ class EstimatorMonitor(keras.callbacks.Callback):
         if self.step == self.fit_start and self.step == self.cfg.init_step:
             row = dict.fromkeys(FIELDS, "")
             row.update(step=self.step, wall_s=f"{self.wall_offset:.1f}", **self.validation_row())
-            with self.csv_path.open("a", newline="") as f:
-                csv.DictWriter(f, FIELDS).writerow(row)
+            self.append(row)
+
+    def append(self, row: dict[str, str]) -> None:
+        with self.csv_path.open("a", newline="") as f:
+            csv.DictWriter(f, FIELDS).writerow(row)
 
     def validation_row(self) -> dict[str, str]:
         l1, excess = self.validate()

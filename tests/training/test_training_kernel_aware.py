@@ -63,6 +63,13 @@ def _blurred_pair(make_photo, kernel: np.ndarray, size: int = 160) -> tuple[np.n
     return blurred, region[m:m + blurred.shape[0], m:m + blurred.shape[1]]
 
 
+def _streak_and_noisy_guide(make_photo) -> tuple[np.ndarray, np.ndarray]:
+    """(a photo blurred by a 9 px streak, its sharp version with 2 % noise): the pair both TF twins are checked on."""
+    blurred, sharp = _blurred_pair(make_photo, line_kernel(np.random.default_rng(6), 9), 96)
+    guide = np.clip(sharp + 0.02 * np.random.default_rng(7).standard_normal(sharp.shape), 0, 1).astype(np.float32)
+    return blurred, guide
+
+
 def test_wiener_with_the_true_kernel_restores_and_a_delta_is_nearly_the_identity(make_photo) -> None:
     kernel = line_kernel(np.random.default_rng(4), 15)
     blurred, sharp = _blurred_pair(make_photo, kernel)
@@ -89,9 +96,7 @@ def test_least_squares_kernel_recovers_the_kernel_from_a_sharp_guide(make_photo)
 def test_tf_and_numpy_least_squares_kernels_are_the_same_maths(make_photo) -> None:
     tf = pytest.importorskip("tensorflow")
     from training.kernel_estimator import least_squares_kernel_tf
-    kernel = line_kernel(np.random.default_rng(6), 9)
-    blurred, sharp = _blurred_pair(make_photo, kernel, 96)
-    guide = np.clip(sharp + 0.02 * np.random.default_rng(7).standard_normal(sharp.shape), 0, 1).astype(np.float32)
+    blurred, guide = _streak_and_noisy_guide(make_photo)
     ours = least_squares_kernel(blurred, guide, 15)
     theirs = least_squares_kernel_tf(tf.constant(blurred[None]), tf.constant(guide[None]), 15).numpy()[0]
     assert np.abs(ours).max() > 1e-3  # not a trivially zero pair
@@ -105,9 +110,7 @@ def test_tf_support_kernel_is_the_services_fit(make_photo) -> None:
     """The guide is trained through `support_kernel_tf`, and the service fits `support_kernel`: one maths."""
     tf = pytest.importorskip("tensorflow")
     from training.kernel_estimator import support_kernel_tf
-    kernel = line_kernel(np.random.default_rng(6), 9)
-    blurred, sharp = _blurred_pair(make_photo, kernel, 96)
-    guide = np.clip(sharp + 0.02 * np.random.default_rng(7).standard_normal(sharp.shape), 0, 1).astype(np.float32)
+    blurred, guide = _streak_and_noisy_guide(make_photo)
     ours = support_kernel(blurred, guide, 15)
     guide_tensor = tf.Variable(guide[None])
     with tf.GradientTape() as tape:
