@@ -21,6 +21,7 @@ CHOICES = {
     "hint": ("", *HINT_NAMES),  # "" = a plain net; else the service's hint the net reads beside the photo
     "estimator_solve": ("fourier", "support"),  # training/kernel_estimator.py: estimator_parts
     "estimator_loss": ("l1", "wiener"),
+    "estimator_net": ("guide", "selector"),  # what deblur-train-estimator trains (training/edge_selector.py)
 }
 PROBABILITIES = ("saturation_prob", "tone_curve_prob", "nonuniform_blur_prob", "offcentre_prob", "hint_true_share",
                  "hint_wrong_share", "hint_wrong_scaled", "hint_line_true_share",
@@ -80,6 +81,9 @@ class Config:
     guide_gradient_weight: float = 0.0          # kernel estimator: Charbonnier of the guide's gradients vs sharp's
     estimator_solve: str = "fourier"            # kernel estimator: the kernel fit it trains through (fourier | support)
     estimator_loss: str = "l1"                  # kernel estimator: l1 (+ |sum - 1|) | wiener (the corrector's loss)
+    estimator_net: str = "guide"                # kernel estimator: guide (the net draws the edges) | selector
+                                                # (init_weights' guide frozen; a net weighs its edges for the fit)
+    selector_width: int = 16                    # kernel estimator: the edge selector's channels
     disc_width: int = 32
     # losses
     adversarial: str = "ralsgan"                # ralsgan (DeblurGAN-v2) | wgan-gp (DeblurGAN)

@@ -81,13 +81,23 @@ def least_squares_kernel_tf(blurred: tf.Tensor, guide: tf.Tensor, size: int, edg
     return k[:, :size, :size]
 
 
-def _normal_equations(blurred: tf.Tensor, guide: tf.Tensor, size: int,
-                      edge_fraction: float) -> tuple[tf.Tensor, tf.Tensor]:
+def strongest_edges(guide: tf.Tensor, edge_fraction: float = EDGE_FRACTION) -> tf.Tensor:
+    """[N, H, W] 1 on the guide's strongest `edge_fraction` of gradients (in linear luminance), else 0: the
+    fixed selection the support fit uses unless it is handed a learned one."""
+    return _strongest(*_gradients(_linear_luminance(guide)), edge_fraction)
+
+
+def _normal_equations(blurred: tf.Tensor, guide: tf.Tensor, size: int, edge_fraction: float,
+                      selection: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """TF twin of `service.kernel_estimation.support_normal_equations`: ([N, 4·half+1, 4·half+1] autocorrelation
-    of the guide's selected gradients, [N, size, size] their correlation with the blurred gradients)."""
+    of the guide's selected gradients, [N, size, size] their correlation with the blurred gradients). A
+    [N, H, W] `selection` weighs the guide's gradients in place of the top-`edge_fraction` choice."""
     half = size // 2
     guide_x, guide_y = _gradients(_linear_luminance(guide))
-    selected = _strongest(guide_x, guide_y, edge_fraction) if edge_fraction < 1 else 1.0
+    if selection is not None:
+        selected = selection
+    else:
+        selected = _strongest(guide_x, guide_y, edge_fraction) if edge_fraction < 1 else 1.0
     shape = [fast_length(max(n + 2 * half, 4 * half + 1)) for n in blurred.shape[1:3]]
     blurred_x, blurred_y = _gradients(_linear_luminance(blurred))
     fg_x, fg_y, fb_x, fb_y = (tf.signal.rfft2d(x, fft_length=shape)
@@ -99,10 +109,12 @@ def _normal_equations(blurred: tf.Tensor, guide: tf.Tensor, size: int,
 
 
 def support_kernel_tf(blurred: tf.Tensor, guide: tf.Tensor, size: int, edge_fraction: float = EDGE_FRACTION,
-                      ridge: float = SUPPORT_RIDGE, iterations: int = SUPPORT_ITERATIONS) -> tf.Tensor:
+                      ridge: float = SUPPORT_RIDGE, iterations: int = SUPPORT_ITERATIONS,
+                      selection: tf.Tensor | None = None) -> tf.Tensor:
     """[N, size, size] non-negative kernels, `service.kernel_estimation.support_kernel`'s maths (the same
-    ridge, step and FISTA iterations), differentiable in the guide through every unrolled step."""
-    auto, rhs = _normal_equations(blurred, guide, size, edge_fraction)
+    ridge, step and FISTA iterations), differentiable in the guide (and in `selection`, when one is given)
+    through every unrolled step."""
+    auto, rhs = _normal_equations(blurred, guide, size, edge_fraction, selection)
     half, lags = size // 2, auto.shape[1]
     grid = [fast_length(size + lags - 1)] * 2
     spectrum = tf.signal.rfft2d(auto, fft_length=grid)
@@ -166,6 +178,11 @@ class KernelEstimatorTrainer(keras.Model):
         self.solve, self.kernel_loss = solve, loss
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "kernel_loss", "content", "skipped")}
 
+    @property
+    def trained(self) -> keras.Model:
+        """The network whose weights the steps change (and the checkpoint keeps)."""
+        return self.guide
+
     def compile(self, optimizer: keras.optimizers.Optimizer, grad_clip: float = 1.0) -> None:
         super().compile(optimizer=optimizer)
         self.grad_clip = grad_clip
@@ -177,20 +194,25 @@ class KernelEstimatorTrainer(keras.Model):
     def call(self, blurred, training: bool = False):
         return self.solve(blurred, self.guide(blurred, training=training), self.size)
 
+    def objective(self, blurred: tf.Tensor, sharp: tf.Tensor, kernel: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """(the loss on the kernel, the content loss on the guide) of one training batch."""
+        guide = self.guide(blurred, training=True)
+        on_kernel = self.kernel_loss(self.solve(blurred, guide, self.size), kernel)
+        guide = tf.cast(guide, tf.float32)
+        content = self.content_weight * losses.charbonnier(sharp, guide)
+        if self.gradient_weight:  # fine texture the fit can exploit shows in the gradients, not the pixels
+            content += self.gradient_weight * sum(losses.charbonnier(*pair) for pair in zip(
+                _image_gradients(sharp), _image_gradients(guide), strict=True))
+        return on_kernel, content
+
     def train_step(self, data):
         blurred, sharp, kernel = data
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            guide = self.guide(blurred, training=True)
-            on_kernel = self.kernel_loss(self.solve(blurred, guide, self.size), kernel)
-            guide = tf.cast(guide, tf.float32)
-            content = self.content_weight * losses.charbonnier(sharp, guide)
-            if self.gradient_weight:  # fine texture the fit can exploit shows in the gradients, not the pixels
-                content += self.gradient_weight * sum(losses.charbonnier(*pair) for pair in zip(
-                    _image_gradients(sharp), _image_gradients(guide), strict=True))
+            on_kernel, content = self.objective(blurred, sharp, kernel)
             loss = on_kernel + content
             scaled = loss / replicas
-        variables = self.guide.trainable_variables
+        variables = self.trained.trainable_variables
         grads = tape.gradient(scaled, variables)
         # a degenerate fit (a guide with no edges left, say) must not poison the weights: its gradients become
         # zero (no step under plain SGD; Adam still moves on its momentum) and the step is counted as skipped

@@ -29,6 +29,7 @@ from training.data.folders import DataError, estimation_split, load_photos
 from training.data.kernels import canvas_size
 from training.data.pipeline import train_dataset
 from training.data.synthesis import SyntheticPairs
+from training.edge_selector import EdgeSelectorTrainer, build_edge_selector
 from training.kernel_estimator import KernelEstimatorTrainer, estimator_parts, pad_kernel
 from training.monitor import last_wall
 from training.nets import build_generator
@@ -129,8 +130,8 @@ class EstimatorMonitor(keras.callbacks.Callback):
 
     def save(self) -> None:
         checkpoint.save(self.run_dir / "ckpt.npz", self.step, self.cfg.init_step,
-                        {"guide": self.model.guide, "opt": self.model.optimizer})
-        self.model.guide.save_weights(self.run_dir / "guide.weights.h5")
+                        {self.cfg.estimator_net: self.model.trained, "opt": self.model.optimizer})
+        self.model.trained.save_weights(self.run_dir / f"{self.cfg.estimator_net}.weights.h5")
 
 
 def check_canvas(cfg: Config) -> None:
@@ -139,6 +140,23 @@ def check_canvas(cfg: Config) -> None:
     if cfg.kernel_canvas % 2 == 0 or cfg.kernel_canvas < largest:
         raise ValueError(f"kernel_canvas={cfg.kernel_canvas} must be odd and at least {largest} px, the largest "
                          f"kernel max_blur={cfg.max_blur}, max_motion={cfg.max_motion} make")
+
+
+def build_trainer(cfg: Config, guide: keras.Model) -> KernelEstimatorTrainer:
+    """The trainer `estimator_net` names: the guide itself from `init_weights`, or an edge selector beside that
+    guide, frozen (which needs `init_weights` and the support fit it weighs)."""
+    parts = estimator_parts(cfg.estimator_solve, cfg.estimator_loss)
+    if cfg.estimator_net == "guide":
+        if cfg.init_weights:
+            guide.load_weights(cfg.init_weights)
+            log.info("guide initialised from %s", cfg.init_weights)
+        return KernelEstimatorTrainer(guide, cfg.kernel_canvas, cfg.guide_content_weight, *parts,
+                                      gradient_weight=cfg.guide_gradient_weight)
+    if not cfg.init_weights or cfg.estimator_solve != "support":
+        raise ValueError("estimator_net=selector needs init_weights (the frozen guide) and estimator_solve=support")
+    guide.load_weights(cfg.init_weights)
+    log.info("frozen guide from %s", cfg.init_weights)
+    return EdgeSelectorTrainer(build_edge_selector(cfg.selector_width), guide, cfg.kernel_canvas, parts[1])
 
 
 def train_estimator(cfg: Config) -> Path:
@@ -150,19 +168,14 @@ def train_estimator(cfg: Config) -> Path:
         sampler, val = kernel_samplers(cfg)
         keras.utils.set_random_seed(cfg.seed)
         guide = build_generator(cfg)
+        trainer = build_trainer(cfg, guide)
         optimizer = make_optimizers(cfg).generator  # the guide is a generator: the same AdamW and schedule
-        optimizer.build(guide.trainable_variables)
+        optimizer.build(trainer.trained.trainable_variables)
         step = cfg.init_step
         ckpt = run_dir / "ckpt.npz"
         if ckpt.exists():
-            step, _ = checkpoint.restore(ckpt, {"guide": guide, "opt": optimizer})
+            step, _ = checkpoint.restore(ckpt, {cfg.estimator_net: trainer.trained, "opt": optimizer})
             log.info("resumed from %s at step %d", ckpt, step)
-        elif cfg.init_weights:
-            guide.load_weights(cfg.init_weights)
-            log.info("guide initialised from %s", cfg.init_weights)
-        trainer = KernelEstimatorTrainer(guide, cfg.kernel_canvas, cfg.guide_content_weight,
-                                         *estimator_parts(cfg.estimator_solve, cfg.estimator_loss),
-                                         gradient_weight=cfg.guide_gradient_weight)
         trainer.compile(optimizer, cfg.grad_clip)
         if step >= cfg.steps:
             log.info("nothing to do: step %d >= steps %d", step, cfg.steps)

@@ -122,6 +122,24 @@ def test_tf_support_kernel_is_the_services_fit(make_photo) -> None:
     assert np.isfinite(gradient).all() and np.abs(gradient).max() > 0  # the guide learns through the fit
 
 
+def test_an_untrained_edge_selector_is_the_fixed_selection_and_learns_through_the_fit(make_photo) -> None:
+    """The selector starts as today's top-10 % choice (so training starts from the served estimate), and the
+    fit's gradient reaches its weights."""
+    tf = pytest.importorskip("tensorflow")
+    from training.edge_selector import build_edge_selector
+    from training.kernel_estimator import strongest_edges, support_kernel_tf
+    blurred, guide = (tf.constant(x[None]) for x in _streak_and_noisy_guide(make_photo))
+    selector = build_edge_selector(width=4)
+    fixed = support_kernel_tf(blurred, guide, 15).numpy()[0]
+    with tf.GradientTape() as tape:
+        weight = selector([blurred, guide, strongest_edges(guide)[..., None]])[..., 0]
+        learned = support_kernel_tf(blurred, guide, 15, selection=weight)
+        peak = learned[0, 7, 7]
+    assert fixed.sum() > 0.5 and np.abs(fixed - learned.numpy()[0]).max() < 1e-2 * fixed.max()
+    gradient = tape.gradient(peak, selector.get_layer("correction").kernel).numpy()
+    assert np.isfinite(gradient).all() and np.abs(gradient).max() > 0
+
+
 def test_estimation_split_holds_out_every_seventh_training_photo(tmp_path: Path, make_photo) -> None:
     from training.data.folders import estimation_split, is_validation
     rng = np.random.default_rng(3)
@@ -169,6 +187,26 @@ def test_estimator_training_learns_logs_and_resumes(photo_dir: Path, tiny_overri
     assert all(np.isfinite(float(r["val_wiener_db"])) and float(r["val_delta_wiener_db"]) > 0 for r in scored)
     assert all(np.isfinite(float(r["loss"])) for r in rows if r["loss"])
     assert estimator_main(["--set", *tiny_overrides, "kernel_canvas=5", "max_blur=9"]) == 2  # 11 px kernels
+
+
+def test_edge_selector_training_beside_a_frozen_guide(photo_dir: Path, tiny_overrides: list[str], tmp_path) -> None:
+    from training.train_estimator import main as estimator_main
+    support = ["estimator_solve=support", "estimator_loss=wiener", "kernel_canvas=11"]
+    assert estimator_main(["--set", *tiny_overrides, *support, "steps=2"]) == 0  # a guide to freeze
+    guide = tmp_path / "run" / "guide.weights.h5"
+    frozen = guide.read_bytes()
+    selector = [*tiny_overrides, *support, "estimator_net=selector", "selector_width=4", f"init_weights={guide}",
+                f"run_dir={tmp_path / 'selector'}"]
+    assert estimator_main(["--set", *selector, "steps=4"]) == 0
+    run = tmp_path / "selector"
+    assert (run / "selector.weights.h5").is_file() and (run / "ckpt.npz").is_file()
+    assert estimator_main(["--set", *selector, "steps=6"]) == 0  # resumes from its checkpoint
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert [int(r["step"]) for r in rows if r["val_kernel_l1"]] == [0, 2, 4, 6]
+    assert all(np.isfinite(float(r["val_wiener_db"])) for r in rows if r["val_wiener_db"])
+    assert guide.read_bytes() == frozen  # the guide is read, never trained or rewritten
+    assert estimator_main(["--set", *selector, "init_weights="]) == 2  # no guide to weigh
+    assert estimator_main(["--set", *selector, "estimator_solve=fourier"]) == 2  # the selector weighs the support fit
 
 
 def test_eval_runs_the_independent_protocol_with_aligned_and_oracle_columns(tmp_path: Path, make_photo,

@@ -1,0 +1,70 @@
+"""A learned edge selection for the support kernel fit: the guide stays as it is, a small net chooses its edges.
+
+Why (issue 15, docs/kernel-aware.md "Session 26" and "Session 27"): a guide trained through the fit learns
+fine texture that fits one photo's kernel and harms every other photo's; it is free to paint. Here the guide
+(0.5.0, frozen) cannot change. The net only weighs the guide's gradients, pixel by pixel, in place of the fixed
+top-10 % choice (Cho & Lee 2009's selection; Xu & Jia 2010 weigh edges by how isolated they are, which is one
+thing a learned weight can find): a weight in (0, 1) can drop an edge or keep it, never add one.
+
+The weight's logits start as ±`PRIOR_LOGIT` on the fixed selection, with a zero-initialised correction: an
+untrained selector reproduces today's estimate, and training learns only what to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from training.kernel_corrector import gelu, residual_block
+from training.kernel_estimator import KernelEstimatorTrainer, strongest_edges, support_kernel_tf
+
+PRIOR_LOGIT = 6.0  # sigmoid(±6) = 0.998 / 0.002: the fixed selection, softened just enough to train through
+CONTEXT_DILATIONS = (1, 2, 4, 8, 16)  # a receptive field of ~65 px: more than the largest kernel's reach
+
+
+def build_edge_selector(width: int = 16) -> keras.Model:
+    """(blurred, guide, fixed edges) [N, H, W, 3 | 3 | 1] → [N, H, W, 1] weights in (0, 1) on the guide's
+    gradients, for any H and W (fully convolutional, no resampling)."""
+    blurred = keras.Input((None, None, 3), name="blurred")
+    guide = keras.Input((None, None, 3), name="guide")
+    edges = keras.Input((None, None, 1), name="edges")
+    x = layers.Conv2D(width, 3, padding="same", activation=gelu, name="intro")(
+        layers.Concatenate(name="features")([blurred, guide, edges]))
+    for dilation in CONTEXT_DILATIONS:
+        x = residual_block(x, width, dilation, f"context_dilation{dilation}")
+    correction = layers.Conv2D(1, 3, padding="same", kernel_initializer="zeros", name="correction")(x)
+    prior = layers.Rescaling(2 * PRIOR_LOGIT, offset=-PRIOR_LOGIT, name="prior")(edges)
+    logits = layers.Add(name="logits")([prior, correction])
+    return keras.Model([blurred, guide, edges], layers.Activation("sigmoid", name="weight")(logits),
+                       name="edge_selector")
+
+
+class EdgeSelectorTrainer(KernelEstimatorTrainer):
+    """Trains the selector through the support fit against a frozen guide; there is no content term, because
+    there is no picture to keep honest."""
+
+    def __init__(self, selector: keras.Model, guide: keras.Model, size: int,
+                 loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], **kwargs) -> None:
+        super().__init__(guide, size, content_weight=0.0, solve=support_kernel_tf, loss=loss, **kwargs)
+        guide.trainable = False
+        self.selector = selector
+
+    @property
+    def trained(self) -> keras.Model:
+        return self.selector
+
+    def selection(self, blurred: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """(the frozen guide, the selector's [N, H, W] weights on its gradients)."""
+        guide = tf.stop_gradient(tf.cast(self.guide(blurred, training=False), tf.float32))
+        weight = self.selector([blurred, guide, strongest_edges(guide)[..., None]], training=True)
+        return guide, weight[..., 0]
+
+    def call(self, blurred, training: bool = False):
+        guide, weight = self.selection(blurred)
+        return support_kernel_tf(blurred, guide, self.size, selection=weight)
+
+    def objective(self, blurred: tf.Tensor, sharp: tf.Tensor, kernel: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return self.kernel_loss(self(blurred, training=True), kernel), tf.zeros(())
