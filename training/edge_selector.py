@@ -6,8 +6,11 @@ fine texture that fits one photo's kernel and harms every other photo's; it is f
 top-10 % choice (Cho & Lee 2009's selection; Xu & Jia 2010 weigh edges by how isolated they are, which is one
 thing a learned weight can find): a weight in (0, 1) can drop an edge or keep it, never add one.
 
-The weight's logits start as ±`PRIOR_LOGIT` on the fixed selection, with a zero-initialised correction: an
-untrained selector reproduces today's estimate, and training learns only what to change.
+The weight is the fixed selection times exp(`REWEIGHT_RANGE`·tanh(c)), c from a zero-initialised last
+convolution: an untrained selector reproduces today's estimate, and training learns only how much to trust each
+selected edge, within a bounded factor. A first form, sigmoid(±6 on the fixed selection + c), was free to
+take every gradient and did within 100 steps, where the sigmoid saturated and the gradient died
+(docs/kernel-aware.md "Session 27").
 """
 
 from __future__ import annotations
@@ -16,18 +19,18 @@ from collections.abc import Callable
 
 import keras
 import tensorflow as tf
-from keras import layers
+from keras import layers, ops
 
 from training.kernel_corrector import gelu, residual_block
 from training.kernel_estimator import KernelEstimatorTrainer, strongest_edges, support_kernel_tf
 
-PRIOR_LOGIT = 6.0  # sigmoid(±6) = 0.998 / 0.002: the fixed selection, softened just enough to train through
+REWEIGHT_RANGE = 2.0  # a selected edge's weight stays within e^±2 of 1 (the fit is invariant to a common scale)
 CONTEXT_DILATIONS = (1, 2, 4, 8, 16)  # a receptive field of ~65 px: more than the largest kernel's reach
 
 
 def build_edge_selector(width: int = 16) -> keras.Model:
-    """(blurred, guide, fixed edges) [N, H, W, 3 | 3 | 1] → [N, H, W, 1] weights in (0, 1) on the guide's
-    gradients, for any H and W (fully convolutional, no resampling)."""
+    """(blurred, guide, fixed edges) [N, H, W, 3 | 3 | 1] → [N, H, W, 1] weights on the guide's gradients,
+    zero off the fixed edges, for any H and W (fully convolutional, no resampling)."""
     blurred = keras.Input((None, None, 3), name="blurred")
     guide = keras.Input((None, None, 3), name="guide")
     edges = keras.Input((None, None, 1), name="edges")
@@ -35,11 +38,10 @@ def build_edge_selector(width: int = 16) -> keras.Model:
         layers.Concatenate(name="features")([blurred, guide, edges]))
     for dilation in CONTEXT_DILATIONS:
         x = residual_block(x, width, dilation, f"context_dilation{dilation}")
-    correction = layers.Conv2D(1, 3, padding="same", kernel_initializer="zeros", name="correction")(x)
-    prior = layers.Rescaling(2 * PRIOR_LOGIT, offset=-PRIOR_LOGIT, name="prior")(edges)
-    logits = layers.Add(name="logits")([prior, correction])
-    return keras.Model([blurred, guide, edges], layers.Activation("sigmoid", name="weight")(logits),
-                       name="edge_selector")
+    correction = layers.Conv2D(1, 3, padding="same", kernel_initializer="zeros", activation="tanh",
+                               name="correction")(x)
+    trust = layers.Lambda(lambda c: ops.exp(REWEIGHT_RANGE * c), name="trust")(correction)
+    return keras.Model([blurred, guide, edges], layers.Multiply(name="weight")([edges, trust]), name="edge_selector")
 
 
 class EdgeSelectorTrainer(KernelEstimatorTrainer):
