@@ -31,6 +31,7 @@ RIDGE = 1e-2  # Tikhonov weight, relative to the mean power of the guide's selec
 EDGE_FRACTION = 0.1  # share of the guide's gradients (the strongest) the kernel is fitted on
 SUPPORT_RIDGE = 1.0  # support_kernel's Tikhonov weight, relative to the mean diagonal of its normal matrix
 SUPPORT_ITERATIONS = 30  # projected (FISTA) steps toward the non-negative solution
+KERNEL_FLOOR = 0.05  # clean_kernel cuts values below this share of the peak: the fit's diffuse noise floor
 
 
 def luminance_linear(rgb: np.ndarray, dtype: type = np.float64) -> np.ndarray:
@@ -110,7 +111,7 @@ def least_squares_kernel(blurred: np.ndarray, guide: np.ndarray, size: int, edge
     return np.roll(k, (half, half), axis=(0, 1))[:size, :size]
 
 
-def clean_kernel(raw: np.ndarray, floor: float = 0.05) -> np.ndarray:
+def clean_kernel(raw: np.ndarray, floor: float = KERNEL_FLOOR) -> np.ndarray:
     """A usable PSF from a raw estimate: non-negative, small values cut, unit sum, centroid centred."""
     k = np.clip(raw, 0, None)
     if k.max() <= 0:

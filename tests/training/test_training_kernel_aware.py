@@ -140,6 +140,24 @@ def test_an_untrained_edge_selector_is_the_fixed_selection_and_learns_through_th
     assert np.isfinite(gradient).all() and np.abs(gradient).max() > 0
 
 
+def test_the_estimators_loss_sees_the_estimate_the_service_cleans() -> None:
+    """`floored` cuts what `clean_kernel` cuts, and the loss trains only the values the service keeps."""
+    tf = pytest.importorskip("tensorflow")
+    from training.kernel_estimator import floored, wiener_kernel_loss
+    raw = np.random.default_rng(5).random((1, 9, 9)) ** 8  # a few strong entries over a diffuse floor
+    raw[0, 4, 4] = 2.0
+    cleaned = clean_kernel(raw[0])
+    kept = floored(tf.constant(raw, tf.float32)).numpy()[0]
+    assert np.array_equal(kept > 0, cleaned > 0) and 0 < (kept > 0).sum() < raw.size  # the floor was cut
+    estimate = tf.Variable(raw.astype(np.float32))
+    truth = np.zeros((1, 9, 9), np.float32)
+    truth[0, 4, 2:7] = 0.2
+    with tf.GradientTape() as tape:
+        loss = wiener_kernel_loss(estimate, tf.constant(truth))
+    gradient = tape.gradient(loss, estimate).numpy()[0]
+    assert np.all(gradient[kept == 0] == 0) and np.abs(gradient[kept > 0]).max() > 0
+
+
 def test_estimation_split_holds_out_every_seventh_training_photo(tmp_path: Path, make_photo) -> None:
     from training.data.folders import estimation_split, is_validation
     rng = np.random.default_rng(3)
