@@ -7,8 +7,8 @@ top-10 % choice (Cho & Lee 2009's selection; Xu & Jia 2010 weigh edges by how is
 thing a learned weight can find): a weight in (0, 1) can drop an edge or keep it, never add one.
 
 The weight is the fixed selection times exp(`REWEIGHT_RANGE`·tanh(c)), c from a zero-initialised last
-convolution: an untrained selector reproduces today's estimate, and training learns only how much to trust each
-selected edge, within a bounded factor. A first form, sigmoid(±6 on the fixed selection + c), was free to
+convolution, relative to its mean on the image's edges: an untrained selector reproduces today's estimate, and
+training learns only how much to trust each selected edge against the others, within a bounded factor. A first form, sigmoid(±6 on the fixed selection + c), was free to
 take every gradient and did within 100 steps, where the sigmoid saturated and the gradient died
 (docs/kernel-aware.md "Session 27").
 """
@@ -40,8 +40,19 @@ def build_edge_selector(width: int = 16) -> keras.Model:
         x = residual_block(x, width, dilation, f"context_dilation{dilation}")
     correction = layers.Conv2D(1, 3, padding="same", kernel_initializer="zeros", activation="tanh",
                                name="correction")(x)
-    trust = layers.Lambda(lambda c: ops.exp(REWEIGHT_RANGE * c), name="trust")(correction)
-    return keras.Model([blurred, guide, edges], layers.Multiply(name="weight")([edges, trust]), name="edge_selector")
+    weight = layers.Lambda(lambda pair: relative_trust(*pair), name="weight")([edges, correction])
+    return keras.Model([blurred, guide, edges], weight, name="edge_selector")
+
+
+def relative_trust(edges: keras.KerasTensor, correction: keras.KerasTensor) -> keras.KerasTensor:
+    """edges · exp(`REWEIGHT_RANGE`·c − its mean over the edges of each image): the weights' geometric mean on
+    the fixed edges is 1. The fit does not change when every weight is scaled alike, so without this the net
+    is free to drift along that scale, and Adam's normalised steps drift it until tanh saturates (supselect5
+    put every weight at e^−2 within 100 steps, and the gradient died there)."""
+    log_trust = REWEIGHT_RANGE * correction
+    mean = ops.sum(edges * log_trust, axis=(1, 2, 3), keepdims=True) / ops.maximum(
+        ops.sum(edges, axis=(1, 2, 3), keepdims=True), 1.0)
+    return edges * ops.exp(log_trust - mean)
 
 
 class EdgeSelectorTrainer(KernelEstimatorTrainer):
