@@ -2,15 +2,16 @@
 
 Why (issue 15, docs/kernel-aware.md "Session 26" and "Session 27"): a guide trained through the fit learns
 fine texture that fits one photo's kernel and harms every other photo's; it is free to paint. Here the guide
-(0.5.0, frozen) cannot change. The net only weighs the guide's gradients, pixel by pixel, in place of the fixed
+(0.5.0, frozen) cannot change. The net only weighs the guide's gradients, pixel by pixel, on top of the fixed
 top-10 % choice (Cho & Lee 2009's selection; Xu & Jia 2010 weigh edges by how isolated they are, which is one
-thing a learned weight can find): a weight in (0, 1) can drop an edge or keep it, never add one.
+thing a learned weight can find): it can trust an edge more or less than the others, never add one.
 
 The weight is the fixed selection times exp(`REWEIGHT_RANGE`·tanh(c)), c from a zero-initialised last
-convolution, relative to its mean on the image's edges: an untrained selector reproduces today's estimate, and
-training learns only how much to trust each selected edge against the others, within a bounded factor. A first form, sigmoid(±6 on the fixed selection + c), was free to
-take every gradient and did within 100 steps, where the sigmoid saturated and the gradient died
-(docs/kernel-aware.md "Session 27").
+convolution, relative to its mean on the image's edges: an untrained selector reproduces today's estimate,
+and training learns only how much to trust each selected edge against the others, within a bounded factor.
+Two earlier forms drifted into saturation within 100 steps, where the gradient died (docs/kernel-aware.md
+"Session 27"): sigmoid(±6 on the fixed selection + c) took every gradient, and exp(2·tanh c) without
+the mean moved every weight alike, along the one scale the fit ignores.
 """
 
 from __future__ import annotations
