@@ -25,7 +25,7 @@ from keras import layers, ops
 from training.kernel_corrector import gelu, residual_block
 from training.kernel_estimator import KernelEstimatorTrainer, strongest_edges, support_kernel_tf
 
-REWEIGHT_RANGE = 2.0  # a selected edge's weight stays within e^±2 of 1 (the fit is invariant to a common scale)
+REWEIGHT_RANGE = 2.0  # tanh bounds each edge's log-weight to ±2 before the image's mean is taken out
 CONTEXT_DILATIONS = (1, 2, 4, 8, 16)  # a receptive field of ~65 px: more than the largest kernel's reach
 
 
@@ -73,7 +73,7 @@ class EdgeSelectorTrainer(KernelEstimatorTrainer):
     def selection(self, blurred: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(the frozen guide, the selector's [N, H, W] weights on its gradients)."""
         guide = tf.stop_gradient(tf.cast(self.guide(blurred, training=False), tf.float32))
-        weight = self.selector([blurred, guide, strongest_edges(guide)[..., None]], training=True)
+        weight = self.selector([blurred, guide, strongest_edges(guide)[..., None]])  # no layer acts apart in training
         return guide, weight[..., 0]
 
     def call(self, blurred, training: bool = False):
