@@ -102,14 +102,12 @@ def _normal_equations(blurred: tf.Tensor, guide: tf.Tensor, size: int, edge_frac
     [N, H, W] `selection` weighs the guide's gradients in place of the top-`edge_fraction` choice."""
     half = size // 2
     guide_x, guide_y = _gradients(_linear_luminance(guide))
-    if selection is not None:
-        selected = selection
-    else:
-        selected = _strongest(guide_x, guide_y, edge_fraction) if edge_fraction < 1 else 1.0
+    if selection is None:
+        selection = _strongest(guide_x, guide_y, edge_fraction) if edge_fraction < 1 else 1.0
     shape = [fast_length(max(n + 2 * half, 4 * half + 1)) for n in blurred.shape[1:3]]
     blurred_x, blurred_y = _gradients(_linear_luminance(blurred))
     fg_x, fg_y, fb_x, fb_y = (tf.signal.rfft2d(x, fft_length=shape)
-                              for x in (guide_x * selected, guide_y * selected, blurred_x, blurred_y))
+                              for x in (guide_x * selection, guide_y * selection, blurred_x, blurred_y))
     auto = tf.signal.irfft2d(fg_x * tf.math.conj(fg_x) + fg_y * tf.math.conj(fg_y), shape)  # |F|², smooth at 0
     cross = tf.signal.irfft2d(tf.math.conj(fg_x) * fb_x + tf.math.conj(fg_y) * fb_y, shape)
     auto = tf.roll(auto, [2 * half, 2 * half], axis=[1, 2])[:, :4 * half + 1, :4 * half + 1]

@@ -146,17 +146,16 @@ def build_trainer(cfg: Config, guide: keras.Model) -> KernelEstimatorTrainer:
     """The trainer `estimator_net` names: the guide itself from `init_weights`, or an edge selector beside that
     guide, frozen (which needs `init_weights` and the support fit it weighs)."""
     parts = estimator_parts(cfg.estimator_solve, cfg.estimator_loss)
-    if cfg.estimator_net == "guide":
-        if cfg.init_weights:
-            guide.load_weights(cfg.init_weights)
-            log.info("guide initialised from %s", cfg.init_weights)
-        return KernelEstimatorTrainer(guide, cfg.kernel_canvas, cfg.guide_content_weight, *parts,
-                                      gradient_weight=cfg.guide_gradient_weight)
-    if not cfg.init_weights or cfg.estimator_solve != "support":
+    selector = cfg.estimator_net == "selector"
+    if selector and (not cfg.init_weights or cfg.estimator_solve != "support"):
         raise ValueError("estimator_net=selector needs init_weights (the frozen guide) and estimator_solve=support")
-    guide.load_weights(cfg.init_weights)
-    log.info("frozen guide from %s", cfg.init_weights)
-    return EdgeSelectorTrainer(build_edge_selector(cfg.selector_width), guide, cfg.kernel_canvas, parts[1])
+    if cfg.init_weights:
+        guide.load_weights(cfg.init_weights)
+        log.info("%s guide from %s", "frozen" if selector else "initial", cfg.init_weights)
+    if selector:
+        return EdgeSelectorTrainer(build_edge_selector(cfg.selector_width), guide, cfg.kernel_canvas, parts[1])
+    return KernelEstimatorTrainer(guide, cfg.kernel_canvas, cfg.guide_content_weight, *parts,
+                                  gradient_weight=cfg.guide_gradient_weight)
 
 
 def train_estimator(cfg: Config) -> Path:
